@@ -1,0 +1,276 @@
+"""SimCLR's augmentations, batched on the training device with per-sample random parameters.
+
+Each op takes a float batch ``(B, 3, H, W)`` in [0, 1] and a ``torch.Generator`` on the same
+device, and draws its own parameters for every sample (crop box, flip, jitter factors and
+order, grayscale and blur draws), from the same distributions as torchvision's per-image
+transforms that the paper's policy is usually written with (Chen et al. 2020, Appendix A):
+
+* ``crop``      RandomResizedCrop(scale=(0.08, 1), ratio=(3/4, 4/3)), bilinear, back to H x W.
+* ``flip``      RandomHorizontalFlip(p=0.5).
+* ``color``     RandomApply([ColorJitter(0.8s, 0.8s, 0.8s, 0.2s)], p=0.8), the four
+                adjustments in a random order per sample.
+* ``grayscale`` RandomGrayscale(p=0.2).
+* ``blur``      RandomApply([GaussianBlur(k, sigma=(0.1, 2.0))], p=0.5), k about 10% of the
+                side (made odd), reflect padding.
+
+Doing this on whole batches instead of per image in DataLoader workers is what keeps the CPU
+free for the encoder (issue 5 benchmarks it against the PIL pipeline).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simclr.params import AugmentOp
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator, device) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
+
+
+def _bernoulli(n: int, p: float, g: torch.Generator, device) -> Tensor:
+    return torch.rand(n, generator=g, device=device) < p
+
+
+# --------------------------------------------------------------------------------------------
+# crop
+# --------------------------------------------------------------------------------------------
+def sample_crop_boxes(
+    n: int, height: int, width: int, scale: Sequence[float], ratio: Sequence[float], g: torch.Generator,
+    device=None, attempts: int = 10,
+) -> Tensor:
+    """Per-sample crop boxes ``(top, left, h, w)`` drawn as torchvision's RandomResizedCrop.
+
+    Area fraction ~ U(scale), log aspect ~ U(log ratio); the first of 10 attempts that fits
+    wins; samples with none fall back to the central crop clamped to the ratio range.
+    """
+    area = height * width
+    target = area * _uniform(n * attempts, scale[0], scale[1], g, device).view(n, attempts)
+    log_r = _uniform(n * attempts, math.log(ratio[0]), math.log(ratio[1]), g, device).view(n, attempts)
+    aspect = torch.exp(log_r)
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    fits = (w > 0) & (h > 0) & (w <= width) & (h <= height)
+    first = torch.argmax(fits.int(), dim=1)
+    any_fit = fits.any(dim=1)
+    w = w.gather(1, first[:, None]).squeeze(1)
+    h = h.gather(1, first[:, None]).squeeze(1)
+    # fallback: central crop (torchvision's rule)
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        fh, fw = height, round(height * max(ratio))
+    else:
+        fw, fh = width, height
+    w = torch.where(any_fit, w, torch.full_like(w, fw))
+    h = torch.where(any_fit, h, torch.full_like(h, fh))
+    # torch.randint(0, H - h + 1) per sample == floor(U * (H - h + 1))
+    top = torch.floor(torch.rand(n, generator=g, device=device) * (height - h + 1))
+    left = torch.floor(torch.rand(n, generator=g, device=device) * (width - w + 1))
+    top = torch.where(any_fit, top, torch.full_like(top, (height - fh) // 2))
+    left = torch.where(any_fit, left, torch.full_like(left, (width - fw) // 2))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def resized_crop(x: Tensor, boxes: Tensor) -> Tensor:
+    """Crop each image to its box and resize back to the input size (bilinear)."""
+    b, _, height, width = x.shape
+    top, left, h, w = boxes.to(x.dtype).unbind(1)
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = w / width
+    theta[:, 0, 2] = (2 * left + w) / width - 1
+    theta[:, 1, 1] = h / height
+    theta[:, 1, 2] = (2 * top + h) / height - 1
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_resized_crop(x: Tensor, g: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> Tensor:
+    boxes = sample_crop_boxes(x.shape[0], x.shape[2], x.shape[3], scale, ratio, g, x.device)
+    return resized_crop(x, boxes)
+
+
+def horizontal_flip(x: Tensor, g: torch.Generator, p: float = 0.5) -> Tensor:
+    flip = _bernoulli(x.shape[0], p, g, x.device)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+# --------------------------------------------------------------------------------------------
+# colour
+# --------------------------------------------------------------------------------------------
+def grayscale(x: Tensor) -> Tensor:
+    r, g_, b = x.unbind(1)
+    y = GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g_ + GRAY_WEIGHTS[2] * b
+    return y.unsqueeze(1)
+
+
+def _blend(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
+    return (factor * a + (1 - factor) * b).clamp_(0, 1)
+
+
+def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
+    return _blend(x, torch.zeros_like(x), f.view(-1, 1, 1, 1))
+
+
+def adjust_contrast(x: Tensor, f: Tensor) -> Tensor:
+    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(x, mean, f.view(-1, 1, 1, 1))
+
+
+def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
+    return _blend(x, grayscale(x), f.view(-1, 1, 1, 1))
+
+
+def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
+    """Rotate hue by f (fraction of a turn) in HSV space, as torchvision's tensor adjust_hue."""
+    r, g_, b = x.unbind(1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    v = maxc
+    cr = maxc - minc
+    eqc = cr == 0
+    s = cr / torch.where(eqc, torch.ones_like(maxc), maxc)
+    cr_div = torch.where(eqc, torch.ones_like(cr), cr)
+    rc, gc, bc = (maxc - r) / cr_div, (maxc - g_) / cr_div, (maxc - b) / cr_div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g_) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g_) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    h = torch.remainder(h + f.view(-1, 1, 1), 1.0)
+    # hsv -> rgb
+    i = torch.floor(h * 6.0)
+    fr = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p = (v * (1.0 - s)).clamp(0, 1)
+    q = (v * (1.0 - s * fr)).clamp(0, 1)
+    t = (v * (1.0 - s * (1.0 - fr))).clamp(0, 1)
+    mask = i.unsqueeze(1) == torch.arange(6, device=x.device).view(1, -1, 1, 1)
+    a1 = torch.stack((v, q, p, p, t, v), dim=1)
+    a2 = torch.stack((t, v, v, q, p, p), dim=1)
+    a3 = torch.stack((p, p, t, v, v, q), dim=1)
+    a4 = torch.stack((a1, a2, a3), dim=1)  # (B, 3, 6, H, W)
+    return torch.einsum("bkhw,bckhw->bchw", mask.to(x.dtype), a4)
+
+
+def sample_jitter_factors(n: int, strength: float, g: torch.Generator, device=None) -> dict[str, Tensor]:
+    """ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) factors per sample plus a random order of the four.
+
+    brightness/contrast/saturation ~ U(max(0, 1 - 0.8s), 1 + 0.8s); hue ~ U(-min(0.2s, .5), +).
+    """
+    bcs = 0.8 * strength
+    hue = min(0.2 * strength, 0.5)
+    return {
+        "brightness": _uniform(n, max(0.0, 1 - bcs), 1 + bcs, g, device),
+        "contrast": _uniform(n, max(0.0, 1 - bcs), 1 + bcs, g, device),
+        "saturation": _uniform(n, max(0.0, 1 - bcs), 1 + bcs, g, device),
+        "hue": _uniform(n, -hue, hue, g, device),
+        "order": torch.argsort(torch.rand(n, 4, generator=g, device=device), dim=1),
+    }
+
+
+_JITTERS: tuple[tuple[str, Callable[[Tensor, Tensor], Tensor]], ...] = (
+    ("brightness", adjust_brightness),
+    ("contrast", adjust_contrast),
+    ("saturation", adjust_saturation),
+    ("hue", adjust_hue),
+)
+
+
+def color_distortion(x: Tensor, g: torch.Generator, strength: float = 1.0, p: float = 0.8) -> Tensor:
+    """Colour jitter of strength s applied with probability p, order random per sample."""
+    n = x.shape[0]
+    apply = _bernoulli(n, p, g, x.device)
+    f = sample_jitter_factors(n, strength, g, x.device)
+    x = x.clone()
+    for position in range(4):
+        for k, (name, fn) in enumerate(_JITTERS):
+            idx = torch.nonzero(apply & (f["order"][:, position] == k)).squeeze(1)
+            if idx.numel():
+                x[idx] = fn(x[idx], f[name][idx])
+    return x
+
+
+def random_grayscale(x: Tensor, g: torch.Generator, p: float = 0.2) -> Tensor:
+    gray = _bernoulli(x.shape[0], p, g, x.device)
+    return torch.where(gray[:, None, None, None], grayscale(x).expand_as(x), x)
+
+
+# --------------------------------------------------------------------------------------------
+# blur
+# --------------------------------------------------------------------------------------------
+def blur_kernel_size(side: int, fraction: float = 0.1) -> int:
+    """Odd kernel about `fraction` of the side (the paper: 10%; SimCLR code: 2*(side//20)+1)."""
+    radius = max(1, int(side * fraction) // 2)
+    return 2 * radius + 1
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
+    """Separable Gaussian blur with a per-sample sigma, reflect padding."""
+    b, c, h, w = x.shape
+    radius = kernel_size // 2
+    coords = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (coords[None, :] / sigma[:, None].to(x.dtype)) ** 2)
+    k = k / k.sum(dim=1, keepdim=True)  # (B, K)
+    k = k.repeat_interleave(c, dim=0)  # (B*C, K)
+    y = x.reshape(1, b * c, h, w)
+    y = F.pad(y, (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, k.view(b * c, 1, 1, kernel_size), groups=b * c)
+    y = F.conv2d(y, k.view(b * c, 1, kernel_size, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+def random_gaussian_blur(
+    x: Tensor, g: torch.Generator, p: float = 0.5, sigma=(0.1, 2.0), kernel_fraction: float = 0.1
+) -> Tensor:
+    n = x.shape[0]
+    apply = _bernoulli(n, p, g, x.device)
+    sig = _uniform(n, sigma[0], sigma[1], g, x.device)
+    idx = torch.nonzero(apply).squeeze(1)
+    if idx.numel() == 0:
+        return x
+    x = x.clone()
+    x[idx] = gaussian_blur(x[idx], sig[idx], blur_kernel_size(min(x.shape[-2:]), kernel_fraction))
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# the policy
+# --------------------------------------------------------------------------------------------
+OPS: dict[str, Callable[..., Tensor]] = {
+    "crop": random_resized_crop,
+    "flip": horizontal_flip,
+    "color": color_distortion,
+    "grayscale": random_grayscale,
+    "blur": random_gaussian_blur,
+}
+
+
+def to_float(images: Tensor) -> Tensor:
+    """uint8 NHWC or NCHW -> float NCHW in [0, 1]."""
+    if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
+        images = images.permute(0, 3, 1, 2)
+    return images.float().div_(255.0)
+
+
+class AugmentPolicy:
+    """The ``augment`` param as a callable: ``policy(uint8 batch, generator) -> float views``."""
+
+    def __init__(self, ops: Sequence[AugmentOp]):
+        self.ops = tuple(ops)
+
+    def __call__(self, images: Tensor, g: torch.Generator) -> Tensor:
+        x = to_float(images)
+        for op in self.ops:
+            x = OPS[op.name](x, g, **op.options)
+        return x.contiguous()
+
+    def __repr__(self) -> str:
+        return "AugmentPolicy(" + ", ".join(f"{o.name}{o.options}" for o in self.ops) + ")"

@@ -1,0 +1,282 @@
+"""Data preparation: every source becomes the same on-disk layout under ``data/prepared/``.
+
+Layout (all written atomically: a temporary sibling folder renamed into place)::
+
+    train_x.npy  uint8 (N, H, W, 3)  RGB, HWC
+    train_y.npy  int64 (N,)
+    test_x.npy   uint8 (M, H, W, 3)
+    test_y.npy   int64 (M,)
+    manifest.json  source, class names, per-class counts, shapes, sha256 of each array file
+
+Downstream stages memory-map the arrays, so the prepared set need not fit in RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simclr.errors import DataError
+from simclr.params import DataParams
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_PATH = PROJECT_ROOT / "data" / "cifar10-sample" / "cifar10-sample.npz"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # uint8 (N, H, W, 3)
+    y: np.ndarray  # int64 (N,)
+
+
+@dataclass
+class Dataset:
+    train: Split
+    test: Split
+    class_names: list[str]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --------------------------------------------------------------------------------------------
+# validation shared by all sources
+# --------------------------------------------------------------------------------------------
+def check_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, where: str) -> Split:
+    """Check one split's arrays; `where` names the file/key in the error."""
+    if x.dtype != np.uint8:
+        raise DataError(f"{where}: images have dtype {x.dtype}; expected uint8")
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise DataError(f"{where}: images have shape {tuple(x.shape)}; expected (N, H, W, 3) RGB")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: no images")
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"{where}: labels have shape {tuple(y.shape)}; expected ({x.shape[0]},) to match the images"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: labels have dtype {y.dtype}; expected integers")
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{where}: label {int(y[i])} at index {i} is out of range; expected 0..{num_classes - 1}"
+        )
+    return Split(x=x, y=y.astype(np.int64))
+
+
+def _resize_all(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    from PIL import Image
+
+    return np.stack([_fit(Image.fromarray(img), size) for img in x])
+
+
+def _fit(img, size: int) -> np.ndarray:
+    """Resize the shorter side to `size`, then centre-crop to a square."""
+    from PIL import Image
+
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# sources
+# --------------------------------------------------------------------------------------------
+def _load_npz(path: Path, label: str) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"{label}: {path} does not exist")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        keys = set(archive.files)
+    except Exception as exc:  # zipfile/pickle/format errors all mean the same to a user
+        raise DataError(f"{label}: {path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    needed = ["x_train", "y_train", "x_test", "y_test"]
+    missing = [k for k in needed if k not in keys]
+    if missing:
+        raise DataError(
+            f"{label}: {path} lacks key(s) {', '.join(missing)}; expected x_train, y_train, x_test, y_test"
+            " (and optionally class_names)"
+        )
+    try:
+        arrays = {k: archive[k] for k in needed}
+        names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
+    except Exception as exc:
+        raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    if names is None:
+        top = max(int(arrays["y_train"].max(initial=0)), int(arrays["y_test"].max(initial=0)))
+        names = [str(i) for i in range(top + 1)]
+    train = check_arrays(arrays["x_train"], arrays["y_train"], len(names), f"{path}:x_train/y_train")
+    test = check_arrays(arrays["x_test"], arrays["y_test"], len(names), f"{path}:x_test/y_test")
+    return Dataset(train=train, test=test, class_names=names, source=label)
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    splits = {}
+    for split in SPLITS:
+        try:
+            ds = cls(root=str(root), train=split == "train", download=download)
+        except RuntimeError as exc:
+            if "not found" in str(exc).lower() or "download" in str(exc).lower():
+                raise DataError(
+                    f"data.source {name}: no copy under data.root={root} "
+                    f"({cls.base_folder}/); set data.download: true or put the torchvision copy there"
+                ) from None
+            raise DataError(f"data.source {name}: {exc}") from None
+        except OSError as exc:
+            raise DataError(f"data.source {name}: download to {root} failed ({exc})") from None
+        splits[split] = check_arrays(
+            np.asarray(ds.data), np.asarray(ds.targets), len(ds.classes), f"{root}/{cls.base_folder} {split}"
+        )
+    return Dataset(train=splits["train"], test=splits["test"], class_names=list(ds.classes), source=name)
+
+
+def _load_imagefolder(root: Path, size: int) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            raise DataError(f"data.source imagefolder: {root / split} is not a folder; expected {root}/{split}/<class>/*")
+    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not class_names:
+        raise DataError(f"data.source imagefolder: {root / 'train'} has no class folders")
+    splits = {}
+    for split in SPLITS:
+        present = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+        unknown = [c for c in present if c not in class_names]
+        if unknown:
+            raise DataError(
+                f"data.source imagefolder: {root / split / unknown[0]} is a class absent from {root / 'train'}"
+            )
+        xs, ys = [], []
+        for label, name in enumerate(class_names):
+            folder = root / split / name
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            if not files and (split == "train" or folder.is_dir()):
+                raise DataError(f"data.source imagefolder: {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            for f in files:
+                try:
+                    with Image.open(f) as img:
+                        xs.append(_fit(img.convert("RGB"), size))
+                except (UnidentifiedImageError, OSError, ValueError) as exc:
+                    raise DataError(f"data.source imagefolder: cannot read image {f} ({exc})") from None
+                ys.append(label)
+        splits[split] = check_arrays(np.stack(xs), np.array(ys), len(class_names), f"{root / split}")
+    return Dataset(train=splits["train"], test=splits["test"], class_names=class_names, source="imagefolder")
+
+
+def load_source(params: DataParams) -> Dataset:
+    """Read the configured source into memory, checked, at `params.image_size`."""
+    root = Path(params.root)
+    if params.source == "cifar10-sample":
+        ds = _load_npz(SAMPLE_PATH, "cifar10-sample")
+    elif params.source == "npz":
+        ds = _load_npz(root, "data.source npz (data.root)")
+    elif params.source in ("cifar10", "cifar100"):
+        ds = _load_torchvision(params.source, root, params.download)
+    elif params.source == "imagefolder":
+        return _load_imagefolder(root, params.image_size)
+    else:  # params validation makes this unreachable
+        raise DataError(f"unknown data.source {params.source!r}")
+    for split in (ds.train, ds.test):
+        split.x = _resize_all(split.x, params.image_size)
+    return ds
+
+
+# --------------------------------------------------------------------------------------------
+# the prepared layout
+# --------------------------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_prepared(ds: Dataset, out_dir: str | Path) -> dict:
+    """Write `ds` to `out_dir` atomically; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        files = {}
+        for split_name, split in (("train", ds.train), ("test", ds.test)):
+            for suffix, arr in (("x", np.ascontiguousarray(split.x)), ("y", split.y)):
+                name = f"{split_name}_{suffix}.npy"
+                np.save(tmp / name, arr)
+                files[name] = {"sha256": sha256_file(tmp / name), "shape": list(arr.shape), "dtype": str(arr.dtype)}
+        manifest = {
+            "source": ds.source,
+            "class_names": ds.class_names,
+            "image_size": list(ds.train.x.shape[1:3]),
+            "counts": {
+                s: {ds.class_names[c]: int(n) for c, n in enumerate(np.bincount(sp.y, minlength=ds.num_classes))}
+                for s, sp in (("train", ds.train), ("test", ds.test))
+            },
+            "files": files,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+        return manifest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_prepared(prepared_dir: str | Path = "data/prepared", verify: bool = True) -> Dataset:
+    """Memory-map a prepared dataset; checks the manifest's shapes and (by default) checksums."""
+    d = Path(prepared_dir)
+    manifest_path = d / "manifest.json"
+    if not manifest_path.is_file():
+        raise DataError(f"{manifest_path} does not exist; run the prepare stage first (dvc repro prepare)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+        class_names = list(manifest["class_names"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{manifest_path} is malformed ({type(exc).__name__}: {exc}); rerun the prepare stage") from None
+    arrays = {}
+    for name, info in files.items():
+        path = d / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing; rerun the prepare stage")
+        if verify and sha256_file(path) != info["sha256"]:
+            raise DataError(f"{path} does not match its checksum in {manifest_path}; rerun the prepare stage")
+        try:
+            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{path} is not a readable .npy file ({exc}); rerun the prepare stage") from None
+        if list(arrays[name].shape) != info["shape"]:
+            raise DataError(f"{path} has shape {arrays[name].shape}; the manifest says {info['shape']}")
+    splits = {
+        s: check_arrays(arrays[f"{s}_x.npy"], np.asarray(arrays[f"{s}_y.npy"]), len(class_names), str(d / f"{s}_*.npy"))
+        for s in SPLITS
+    }
+    return Dataset(train=splits["train"], test=splits["test"], class_names=class_names, source=manifest["source"])

@@ -1,0 +1,108 @@
+"""The SimCLR network (encoder f + head g) and the ``models/encoder.pt`` file format.
+
+``encoder.pt`` holds only tensors and plain values (loadable with ``weights_only=True``)::
+
+    {"format": "simclr-encoder/1", "config": {...how to rebuild...},
+     "encoder": state_dict, "head": state_dict}
+
+BatchNorm weights are always plain-BN names (SyncBatchNorm shares them), so the file loads on
+any device without distributed setup.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from simclr.encoders import build_encoder
+from simclr.errors import CheckpointError
+from simclr.heads import projection_head
+from simclr.params import Params
+
+FORMAT = "simclr-encoder/1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str
+    width: int
+    cifar_stem: bool
+    head: str
+    head_hidden_dim: int
+    head_out_dim: int
+    head_layers: int
+    image_size: int
+
+    @classmethod
+    def from_params(cls, p: Params) -> "ModelConfig":
+        m = p.model
+        return cls(m.encoder, m.width, m.cifar_stem, p.head, m.head_hidden_dim, m.head_out_dim,
+                   m.head_layers, p.data.image_size)
+
+
+class SimCLRModel(nn.Module):
+    """``forward(x) -> (h, z)``: h = f(x) the representation, z = g(h) the projection."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder = build_encoder(cfg.encoder, cfg.width, cfg.cifar_stem)
+        self.head = projection_head(cfg.head, self.encoder.out_dim, cfg.head_hidden_dim, cfg.head_out_dim,
+                                    cfg.head_layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return h, self.head(h)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """Write to a temporary sibling and rename: a kill never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_encoder(model: SimCLRModel, path: str | Path) -> None:
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "config": vars(model.config).copy(),
+            "encoder": {k: v.detach().cpu() for k, v in model.encoder.state_dict().items()},
+            "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+        },
+        path,
+    )
+
+
+def load_encoder(path: str | Path = "models/encoder.pt", map_location: str | torch.device = "cpu") -> SimCLRModel:
+    """Load a pretrained SimCLR model for downstream use (safe: ``weights_only=True``).
+
+    >>> model = load_encoder("models/encoder.pt").eval()
+    >>> h, z = model(images)          # images: float (B, 3, H, W) in [0, 1]
+    >>> features = model.encoder(images)   # h only, for a downstream task
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist; run the pretrain stage first (dvc repro pretrain)")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable encoder file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file; rerun the pretrain stage")
+    model = SimCLRModel(ModelConfig(**blob["config"]))
+    model.encoder.load_state_dict(blob["encoder"])
+    model.head.load_state_dict(blob["head"])
+    return model

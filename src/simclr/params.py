@@ -1,0 +1,380 @@
+"""params.yaml: read once, validate everything, hand typed objects down.
+
+Every stage and the CLI read params through :func:`load_params`; nothing else opens
+params.yaml. A wrong key or value raises :class:`ParamsError` whose message is one line
+naming the key, the value and what is allowed. This module does not import torch so the
+``check_params`` stage that guards ``dvc repro`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simclr.errors import SimCLRError
+
+
+class ParamsError(SimCLRError, ValueError):
+    """A params.yaml key or value is wrong; the message names key, value and what is allowed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation ops: name -> {option: default}. Ranges and probabilities are the paper's
+# (Chen et al. 2020, Appendix A); `simclr.augment` implements them.
+# --------------------------------------------------------------------------------------------
+AUGMENT_OPS: dict[str, dict[str, Any]] = {
+    "crop": {"scale": [0.08, 1.0], "ratio": [3 / 4, 4 / 3]},
+    "flip": {"p": 0.5},
+    "color": {"strength": 1.0, "p": 0.8},
+    "grayscale": {"p": 0.2},
+    "blur": {"p": 0.5, "sigma": [0.1, 2.0], "kernel_fraction": 0.1},
+}
+
+AUGMENT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # ImageNet policy of the paper: crop+flip, colour distortion s=1, blur.
+    "simclr": {
+        "crop": {},
+        "flip": {},
+        "color": {"strength": 1.0},
+        "grayscale": {},
+        "blur": {},
+    },
+    # CIFAR policy of the paper (Appendix B.9): colour strength 0.5 and no blur.
+    "simclr-cifar": {
+        "crop": {},
+        "flip": {},
+        "color": {"strength": 0.5},
+        "grayscale": {},
+    },
+    "crop-flip": {"crop": {}, "flip": {}},
+    "none": {},
+}
+
+SOURCES = ("cifar10-sample", "cifar10", "cifar100", "imagefolder", "npz")
+ENCODERS = ("small_cnn", "resnet18", "resnet34", "resnet50")
+HEADS = ("none", "linear", "mlp")
+OPTIMIZERS = ("lars", "sgd", "adam")
+LR_SCALINGS = ("linear", "sqrt", "none")
+MIXED_PRECISIONS = ("no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class AugmentOp:
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: str = "cifar10-sample"
+    root: str = "data/raw"
+    download: bool = False
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    encoder: str = "small_cnn"
+    width: int = 32
+    cifar_stem: bool = True
+    head_hidden_dim: int = 512
+    head_out_dim: int = 128
+    head_layers: int = 2
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    epochs: int = 30
+    optimizer: str = "lars"
+    lr: float = 0.3
+    lr_scaling: str = "linear"
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    trust_coefficient: float = 0.001
+    warmup_epochs: int = 10
+    num_processes: int = 1
+    mixed_precision: str = "no"
+    knn_every: int = 1
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    dist_timeout_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class LinearEvalParams:
+    epochs: int = 100
+    lr: float = 0.001
+    batch_size: int = 256
+    weight_decay: float = 1e-5
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    view_pairs: int = 8
+
+
+@dataclass(frozen=True)
+class Params:
+    temperature: float = 0.5
+    batch_size: int = 256
+    head: str = "mlp"
+    augment: tuple[AugmentOp, ...] = ()
+    augment_spec: Any = "simclr-cifar"
+    seed: int = 0
+    data: DataParams = field(default_factory=DataParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    linear_eval: LinearEvalParams = field(default_factory=LinearEvalParams)
+    report: ReportParams = field(default_factory=ReportParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view with `augment` as written in params.yaml."""
+        out = dataclasses.asdict(self)
+        out.pop("augment")
+        out["augment"] = out.pop("augment_spec")
+        return out
+
+    def fingerprint(self, *sections: str) -> str:
+        """sha256 of the named top-level keys / groups; identifies a run's configuration."""
+        d = self.to_dict()
+        chosen = {k: d[k] for k in sections} if sections else d
+        blob = json.dumps(chosen, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+TOP_LEVEL = ("temperature", "batch_size", "head", "augment", "seed")
+GROUPS = {
+    "data": DataParams,
+    "model": ModelParams,
+    "pretrain": PretrainParams,
+    "linear_eval": LinearEvalParams,
+    "report": ReportParams,
+}
+# Keys other issues' stages own; accepted and passed through untouched until they exist.
+RESERVED_GROUPS = ("ablation",)
+
+
+# --------------------------------------------------------------------------------------------
+# value checkers: each returns the typed value or raises ParamsError naming key/value/allowed
+# --------------------------------------------------------------------------------------------
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
+
+
+def _int(key: str, v: Any, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        _fail(key, v, _range_text("an integer", lo, hi))
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        _fail(key, v, _range_text("an integer", lo, hi))
+    return v
+
+
+def _float(
+    key: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        _fail(key, v, _range_text("a finite number", lo, hi, lo_open))
+    v = float(v)
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        _fail(key, v, _range_text("a finite number", lo, hi, lo_open))
+    if hi is not None and v > hi:
+        _fail(key, v, _range_text("a finite number", lo, hi, lo_open))
+    return v
+
+
+def _range_text(kind: str, lo: Any, hi: Any, lo_open: bool = False) -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} in {'(' if lo_open else '['}{lo}, {hi}]"
+    if lo is not None:
+        return f"{kind} {'>' if lo_open else '>='} {lo}"
+    if hi is not None:
+        return f"{kind} <= {hi}"
+    return kind
+
+
+def _choice(key: str, v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        _fail(key, v, "one of " + ", ".join(choices))
+    return v
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        _fail(key, v, "true or false")
+    return v
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        _fail(key, v, "a non-empty string")
+    return v
+
+
+def _interval(key: str, v: Any, lo: float, hi: float) -> list[float]:
+    ok = (
+        isinstance(v, (list, tuple))
+        and len(v) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        and lo <= v[0] <= v[1] <= hi
+    )
+    if not ok:
+        _fail(key, v, f"[low, high] with {lo} <= low <= high <= {hi}")
+    return [float(v[0]), float(v[1])]
+
+
+def _prob(key: str, v: Any) -> float:
+    return _float(key, v, 0.0, 1.0)
+
+
+_OPTION_CHECKS = {
+    ("crop", "scale"): lambda k, v: _interval(k, v, 1e-3, 1.0),
+    ("crop", "ratio"): lambda k, v: _interval(k, v, 0.1, 10.0),
+    ("flip", "p"): _prob,
+    ("color", "strength"): lambda k, v: _float(k, v, 0.0, 10.0),
+    ("color", "p"): _prob,
+    ("grayscale", "p"): _prob,
+    ("blur", "p"): _prob,
+    ("blur", "sigma"): lambda k, v: _interval(k, v, 1e-3, 100.0),
+    ("blur", "kernel_fraction"): lambda k, v: _float(k, v, 0.0, 1.0, lo_open=True),
+}
+
+
+def parse_augment(spec: Any) -> tuple[AugmentOp, ...]:
+    """`augment` is a preset name, or an ordered mapping op -> options (null/{} = defaults).
+
+    Ops run in the order written. Presets: see AUGMENT_PRESETS.
+    """
+    if isinstance(spec, str):
+        if spec not in AUGMENT_PRESETS:
+            _fail(
+                "augment",
+                spec,
+                "a preset (" + ", ".join(AUGMENT_PRESETS) + ") or a mapping of ops ("
+                + ", ".join(AUGMENT_OPS) + ")",
+            )
+        spec = AUGMENT_PRESETS[spec]
+    if not isinstance(spec, dict):
+        _fail("augment", spec, "a preset name or a mapping of ops (" + ", ".join(AUGMENT_OPS) + ")")
+    ops = []
+    for name, options in spec.items():
+        key = f"augment.{name}"
+        if name not in AUGMENT_OPS:
+            _fail("augment", name, "ops from " + ", ".join(AUGMENT_OPS))
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            _fail(key, options, "a mapping of options (" + ", ".join(AUGMENT_OPS[name]) + ") or {}")
+        merged = dict(AUGMENT_OPS[name])
+        for opt, value in options.items():
+            if opt not in AUGMENT_OPS[name]:
+                _fail(f"{key}.{opt}", value, "options of " + name + ": " + ", ".join(AUGMENT_OPS[name]))
+            merged[opt] = _OPTION_CHECKS[(name, opt)](f"{key}.{opt}", value)
+        ops.append(AugmentOp(name, merged))
+    return tuple(ops)
+
+
+def _build_group(name: str, cls: type, raw: Any) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        _fail(name, raw, "a mapping of " + ", ".join(f.name for f in dataclasses.fields(cls)))
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            _fail(f"{name}.{key}", raw[key], "keys of " + name + ": " + ", ".join(known))
+    values = {k: raw.get(k, known[k].default) for k in known}
+    checked = {k: _check_field(f"{name}.{k}", v) for k, v in values.items()}
+    return cls(**checked)
+
+
+def _check_field(key: str, v: Any) -> Any:
+    check = _FIELD_CHECKS[key]
+    return check(key, v)
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "data.source": lambda k, v: _choice(k, v, SOURCES),
+    "data.root": _str,
+    "data.download": _bool,
+    "data.image_size": lambda k, v: _int(k, v, 8, 1024),
+    "model.encoder": lambda k, v: _choice(k, v, ENCODERS),
+    "model.width": lambda k, v: _int(k, v, 1, 4096),
+    "model.cifar_stem": _bool,
+    "model.head_hidden_dim": lambda k, v: _int(k, v, 1, 65536),
+    "model.head_out_dim": lambda k, v: _int(k, v, 1, 65536),
+    "model.head_layers": lambda k, v: _int(k, v, 2, 16),
+    "pretrain.epochs": lambda k, v: _int(k, v, 1),
+    "pretrain.optimizer": lambda k, v: _choice(k, v, OPTIMIZERS),
+    "pretrain.lr": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "pretrain.lr_scaling": lambda k, v: _choice(k, v, LR_SCALINGS),
+    "pretrain.momentum": lambda k, v: _float(k, v, 0.0, 1.0),
+    "pretrain.weight_decay": lambda k, v: _float(k, v, 0.0),
+    "pretrain.trust_coefficient": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "pretrain.warmup_epochs": lambda k, v: _int(k, v, 0),
+    "pretrain.num_processes": lambda k, v: _int(k, v, 1, 4096),
+    # YAML 1.1 reads an unquoted `no` (as `dvc exp run -S` writes it) as false: same meaning.
+    "pretrain.mixed_precision": lambda k, v: _choice(k, "no" if v is False else v, MIXED_PRECISIONS),
+    "pretrain.knn_every": lambda k, v: _int(k, v, 0),
+    "pretrain.knn_k": lambda k, v: _int(k, v, 1),
+    "pretrain.knn_temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "pretrain.dist_timeout_seconds": lambda k, v: _int(k, v, 10),
+    "linear_eval.epochs": lambda k, v: _int(k, v, 1),
+    "linear_eval.lr": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "linear_eval.batch_size": lambda k, v: _int(k, v, 1),
+    "linear_eval.weight_decay": lambda k, v: _float(k, v, 0.0),
+    "linear_eval.knn_k": lambda k, v: _int(k, v, 1),
+    "linear_eval.knn_temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "report.view_pairs": lambda k, v: _int(k, v, 1, 64),
+}
+
+
+def validate(raw: Any) -> Params:
+    """Turn the parsed YAML document into :class:`Params` or raise :class:`ParamsError`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml: the document is {type(raw).__name__}; expected a mapping")
+    allowed = TOP_LEVEL + tuple(GROUPS) + RESERVED_GROUPS
+    for key in raw:
+        if key not in allowed:
+            _fail(key, raw[key], "top-level keys " + ", ".join(allowed))
+    for key in TOP_LEVEL:
+        if key not in raw:
+            raise ParamsError(f"params.yaml: {key} is missing; it is required ({', '.join(TOP_LEVEL)})")
+    params = Params(
+        temperature=_float("temperature", raw["temperature"], 0.0, lo_open=True),
+        batch_size=_int("batch_size", raw["batch_size"], 2),
+        head=_choice("head", raw["head"], HEADS),
+        augment=parse_augment(raw["augment"]),
+        augment_spec=raw["augment"],
+        seed=_int("seed", raw["seed"], 0, 2**31 - 1),
+        **{name: _build_group(name, cls, raw.get(name)) for name, cls in GROUPS.items()},
+    )
+    pre = params.pretrain
+    if params.batch_size % pre.num_processes:
+        _fail(
+            "batch_size",
+            params.batch_size,
+            f"a multiple of pretrain.num_processes ({pre.num_processes}): it is the global batch",
+        )
+    if pre.warmup_epochs > pre.epochs:
+        _fail("pretrain.warmup_epochs", pre.warmup_epochs, f"<= pretrain.epochs ({pre.epochs})")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params.yaml: {path} does not exist; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ParamsError(f"params.yaml: {path} is not valid YAML ({first})") from None
+    return validate(raw)

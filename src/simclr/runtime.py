@@ -1,0 +1,50 @@
+"""Process-level settings for training on CPU cores.
+
+Two measured fixes (2-core x86_64, small_cnn w=32, 512 views per step):
+* threads: `accelerate launch` exports OMP_NUM_THREADS=1 unless told `--cpu`, which halves a
+  CPU run; we use (usable cores / local processes) threads instead.
+* glibc malloc: activations here are tens of MB, above glibc's mmap threshold, so every step
+  maps and unmaps them and pays a page fault per 4 KiB (1.9M faults, sys time ~30% of the
+  run). Raising the trim and mmap thresholds to 1 GiB with mallopt (glibc 2.36 accepts it)
+  keeps freed blocks in the heap: 1355 -> 615 ms per step, page faults 1.9M -> 0.25M.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+import torch
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def keep_freed_memory_in_heap() -> bool:
+    """mallopt so large freed blocks are reused instead of returned to the OS (glibc only)."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok_trim = libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        ok_mmap = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)  # older glibc refuses >32 MiB: then a no-op
+    except (OSError, AttributeError):
+        return False
+    return bool(ok_trim and ok_mmap)
+
+
+def configure_cpu(local_processes: int) -> int:
+    """Threads = usable cores / local processes, and the malloc setting; returns the thread count."""
+    threads = max(1, usable_cores() // max(1, local_processes))
+    torch.set_num_threads(threads)
+    keep_freed_memory_in_heap()
+    return threads

@@ -1,0 +1,129 @@
+"""Augmentation parameter ranges and probabilities, and the colour ops against torchvision's own."""
+
+import math
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from simclr import augment as A
+from simclr.params import parse_augment
+
+N = 20000
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_crop_boxes_follow_scale_and_ratio():
+    boxes = A.sample_crop_boxes(N, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), gen())
+    top, left, h, w = boxes.unbind(1)
+    assert (h >= 1).all() and (w >= 1).all() and (top >= 0).all() and (left >= 0).all()
+    assert (top + h <= 32).all() and (left + w <= 32).all()
+    area = h * w / 1024
+    # rounding to whole pixels widens the bounds a little at 32x32
+    assert area.min() >= 0.08 * 0.5 and area.max() <= 1.0
+    aspect = w / h
+    assert aspect.min() >= 0.5 and aspect.max() <= 2.0
+    # most of the mass is inside the nominal ranges
+    assert ((aspect >= 3 / 4 - 0.1) & (aspect <= 4 / 3 + 0.1)).float().mean() > 0.9
+    # area ~ U(0.08, 1) before rounding: mean ~ 0.54 (minus the attempts that did not fit)
+    assert 0.45 < area.mean().item() < 0.6
+
+
+def test_crop_boxes_differ_per_sample():
+    boxes = A.sample_crop_boxes(64, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), gen())
+    assert len({tuple(b.tolist()) for b in boxes}) > 50
+
+
+def test_resized_crop_of_the_full_box_is_identity():
+    x = torch.rand(3, 3, 8, 8)
+    boxes = torch.tensor([[0, 0, 8, 8]] * 3, dtype=torch.float32)
+    assert torch.allclose(A.resized_crop(x, boxes), x, atol=1e-5)
+
+
+def test_resized_crop_matches_torchvision_on_an_integer_box():
+    x = torch.rand(1, 3, 16, 16)
+    box = torch.tensor([[2, 3, 8, 8]], dtype=torch.float32)  # exact 2x upscale
+    ours = A.resized_crop(x, box)
+    ref = TF.resized_crop(x, 2, 3, 8, 8, [16, 16], antialias=False)
+    assert torch.allclose(ours[:, :, 1:-1, 1:-1], ref[:, :, 1:-1, 1:-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_flip_and_grayscale_probabilities(p):
+    x = torch.rand(N, 3, 2, 2)
+    flipped = A.horizontal_flip(x, gen(), p=p)
+    frac = (flipped != x).flatten(1).any(1).float().mean().item()
+    assert frac == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / N))
+    gray = A.random_grayscale(x, gen(1), p=p)
+    is_gray = (gray[:, 0] == gray[:, 1]).flatten(1).all(1) & (gray[:, 1] == gray[:, 2]).flatten(1).all(1)
+    assert is_gray.float().mean().item() == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / N))
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0])
+def test_jitter_factor_ranges(s):
+    f = A.sample_jitter_factors(N, s, gen())
+    for name in ("brightness", "contrast", "saturation"):
+        assert f[name].min() >= max(0, 1 - 0.8 * s) and f[name].max() <= 1 + 0.8 * s
+        assert f[name].mean().item() == pytest.approx(1.0, abs=0.02)
+    assert f["hue"].min() >= -0.2 * s and f["hue"].max() <= 0.2 * s
+    assert sorted(f["order"][0].tolist()) == [0, 1, 2, 3]
+    assert len({tuple(o.tolist()) for o in f["order"][:500]}) == 24  # every order occurs
+
+
+def test_colour_ops_equal_torchvision():
+    x = torch.rand(4, 3, 8, 8)
+    f = torch.tensor([0.3, 0.9, 1.2, 1.7])
+    hue = torch.tensor([-0.2, -0.05, 0.1, 0.2])
+    for i in range(4):
+        xi = x[i : i + 1]
+        assert torch.allclose(A.adjust_brightness(xi, f[i : i + 1]), TF.adjust_brightness(xi, f[i].item()), atol=1e-6)
+        assert torch.allclose(A.adjust_contrast(xi, f[i : i + 1]), TF.adjust_contrast(xi, f[i].item()), atol=1e-6)
+        assert torch.allclose(A.adjust_saturation(xi, f[i : i + 1]), TF.adjust_saturation(xi, f[i].item()), atol=1e-6)
+        assert torch.allclose(A.adjust_hue(xi, hue[i : i + 1]), TF.adjust_hue(xi, hue[i].item()), atol=1e-5)
+
+
+def test_colour_distortion_probability_and_strength_zero():
+    x = torch.rand(N, 3, 4, 4)
+    changed = (A.color_distortion(x, gen(), strength=1.0, p=0.8) - x).abs().flatten(1).amax(1) > 1e-6
+    assert changed.float().mean().item() == pytest.approx(0.8, abs=0.02)
+    assert torch.allclose(A.color_distortion(x[:64], gen(), strength=0.0, p=1.0), x[:64], atol=1e-6)
+
+
+def test_blur_kernel_is_ten_percent_of_the_side_and_odd():
+    assert A.blur_kernel_size(32) == 3
+    assert A.blur_kernel_size(224) == 23  # SimCLR's code: 2 * (224 // 20) + 1
+    assert A.blur_kernel_size(96) == 9
+
+
+def test_blur_equals_torchvision_gaussian_blur():
+    x = torch.rand(2, 3, 16, 16)
+    sigma = torch.tensor([0.5, 1.7])
+    ours = A.gaussian_blur(x, sigma, 5)
+    for i in range(2):
+        ref = TF.gaussian_blur(x[i : i + 1], [5, 5], [sigma[i].item()] * 2)
+        assert torch.allclose(ours[i : i + 1], ref, atol=1e-5)
+
+
+def test_blur_probability():
+    x = torch.rand(4000, 3, 8, 8)
+    blurred = (A.random_gaussian_blur(x, gen(), p=0.5) != x).flatten(1).any(1).float().mean().item()
+    assert blurred == pytest.approx(0.5, abs=0.04)
+
+
+def test_policy_output_is_float_in_unit_range_and_two_views_differ():
+    images = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
+    policy = A.AugmentPolicy(parse_augment("simclr"))
+    g = gen()
+    v1, v2 = policy(images, g), policy(images, g)
+    assert v1.shape == (16, 3, 32, 32) and v1.dtype == torch.float32
+    assert v1.min() >= 0 and v1.max() <= 1
+    assert not torch.allclose(v1, v2)
+
+
+def test_empty_policy_is_just_conversion():
+    images = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    out = A.AugmentPolicy(parse_augment("none"))(images, gen())
+    assert torch.equal(out, images.permute(0, 3, 1, 2).float() / 255)

@@ -1,0 +1,89 @@
+"""params.yaml validation: one line naming key, value and what is allowed; exit 2; nothing touched."""
+
+import pytest
+import yaml
+
+from conftest import ROOT, run
+from simclr.params import ParamsError, load_params, validate
+
+
+def default_raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_the_shipped_params_are_valid():
+    p = load_params(ROOT / "params.yaml")
+    assert p.temperature > 0 and p.head in ("none", "linear", "mlp")
+    assert [op.name for op in p.augment]
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda r: r.update(temprature=0.1), "temprature = 0.1 is not allowed; expected top-level keys"),
+        (lambda r: r.update(temperature=-1), "temperature = -1.0 is not allowed; expected a finite number > 0"),
+        (lambda r: r.update(temperature="hot"), "temperature = 'hot' is not allowed"),
+        (lambda r: r.update(head="deep"), "head = 'deep' is not allowed; expected one of none, linear, mlp"),
+        (lambda r: r.update(batch_size=1), "batch_size = 1 is not allowed; expected an integer >= 2"),
+        (lambda r: r.update(batch_size=2.5), "batch_size = 2.5 is not allowed"),
+        (lambda r: r.update(augment="simclr-imagenet"), "augment = 'simclr-imagenet' is not allowed; expected a preset"),
+        (lambda r: r.update(augment={"crop": {}, "solarize": {}}), "augment = 'solarize' is not allowed; expected ops from"),
+        (lambda r: r.update(augment={"color": {"strenght": 1}}), "augment.color.strenght = 1 is not allowed"),
+        (lambda r: r.update(augment={"crop": {"scale": [0.9, 0.1]}}), "augment.crop.scale = [0.9, 0.1] is not allowed"),
+        (lambda r: r["pretrain"].update(optimizer="lamb"), "pretrain.optimizer = 'lamb' is not allowed; expected one of lars, sgd, adam"),
+        (lambda r: r["pretrain"].update(epocs=3), "pretrain.epocs = 3 is not allowed; expected keys of pretrain"),
+        (lambda r: r["pretrain"].update(num_processes=3), "batch_size = 256 is not allowed; expected a multiple of pretrain.num_processes (3)"),
+        (lambda r: r["pretrain"].update(warmup_epochs=99), "pretrain.warmup_epochs = 99 is not allowed"),
+        (lambda r: r["data"].update(source="imagenet"), "data.source = 'imagenet' is not allowed; expected one of cifar10-sample"),
+        (lambda r: r["model"].update(encoder="vit"), "model.encoder = 'vit' is not allowed"),
+        (lambda r: r.pop("seed"), "seed is missing"),
+    ],
+)
+def test_bad_values_name_key_value_and_what_is_allowed(edit, fragment):
+    raw = default_raw()
+    edit(raw)
+    with pytest.raises(ParamsError) as err:
+        validate(raw)
+    message = str(err.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_augment_mapping_keeps_order_and_fills_defaults():
+    raw = default_raw()
+    raw["augment"] = {"color": {"strength": 0.5}, "crop": None}
+    ops = validate(raw).augment
+    assert [o.name for o in ops] == ["color", "crop"]
+    assert ops[0].options == {"strength": 0.5, "p": 0.8}
+    assert ops[1].options["scale"] == [0.08, 1.0]
+
+
+def test_cli_exits_2_with_one_line_and_touches_no_output(tmp_path):
+    raw = default_raw()
+    raw["temprature"] = 0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "keep.txt").write_text("old output")
+    proc = run(["python", str(ROOT / "stages/prepare.py"), "--out", str(out)], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: temprature = 0.1 is not allowed; expected top-level keys "
+        "temperature, batch_size, head, augment, seed, data, model, pretrain, linear_eval, report, ablation"
+    ]
+    assert (out / "keep.txt").read_text() == "old output"
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("temperature: [0.5\n")
+    proc = run(["simclr", "check-params"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "is not valid YAML" in proc.stderr
+
+
+def test_unquoted_no_from_dvc_exp_is_read_as_no():
+    raw = default_raw()
+    raw["pretrain"]["mixed_precision"] = False  # what PyYAML makes of `mixed_precision: no`
+    assert validate(raw).pretrain.mixed_precision == "no"
