@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
+from simclr.atomic import write_text_atomic
 from simclr.data import load_prepared
 from simclr.evaluate import extract_features, knn_top1, linear_probe
 from simclr.model import SimCLRModel, load_encoder
 from simclr.params import Params
 from simclr.runtime import configure_cpu
-from simclr.pretrain import write_text_atomic
 
 
 @dataclass

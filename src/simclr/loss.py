@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from simclr.distributed import gather_with_grad, rank_and_world
+
 
 def nt_xent_loss(
     z1: Tensor, z2: Tensor, temperature: float, candidates1: Tensor | None = None,
@@ -43,3 +45,15 @@ def nt_xent_loss(
         F.one_hot(self_index, 2 * big_n).bool(), float("-inf")
     )  # a view is never its own negative
     return F.cross_entropy(logits, positive)
+
+
+def global_nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float, gather=gather_with_grad) -> Tensor:
+    """NT-Xent of this process's pairs against every view of the global batch.
+
+    z1, z2: this process's (b, d) projections of the two views. The views of all processes are
+    all-gathered with gradients (rank order), so each positive pair meets the 2(N-1) other
+    views of the global batch N = b * world as negatives. With DDP averaging gradients, loss
+    and gradients equal the single-process loss over the global batch (tests/test_distributed).
+    """
+    rank, _ = rank_and_world()
+    return nt_xent_loss(z1, z2, temperature, gather(z1), gather(z2), offset=rank * z1.shape[0])

@@ -11,14 +11,13 @@ any device without distributed setup.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from simclr.atomic import torch_save_atomic
 from simclr.encoders import build_encoder
 from simclr.errors import CheckpointError
 from simclr.heads import projection_head
@@ -60,22 +59,8 @@ class SimCLRModel(nn.Module):
         return h, self.head(h)
 
 
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """Write to a temporary sibling and rename: a kill never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_encoder(model: SimCLRModel, path: str | Path) -> None:
-    atomic_torch_save(
+    torch_save_atomic(
         {
             "format": FORMAT,
             "config": vars(model.config).copy(),

@@ -26,18 +26,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
+from simclr.atomic import torch_save_atomic, write_text_atomic
 from simclr.augment import AugmentPolicy
 from simclr.data import load_prepared
-from simclr.distributed import gather_with_grad
 from simclr.errors import SimCLRError, TrainingDiverged
 from simclr.evaluate import extract_features, knn_top1
 from simclr.lars import LARS, param_groups
-from simclr.loss import nt_xent_loss
-from simclr.model import ModelConfig, SimCLRModel, atomic_torch_save, save_encoder
+from simclr.loss import global_nt_xent_loss
+from simclr.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.params import Params
 from simclr.runtime import configure_cpu
 from simclr.schedule import lr_at, scaled_lr
@@ -47,6 +46,7 @@ HISTORY_FIELDS = ("epoch", "step", "loss", "lr", "knn_top1", "images_per_second"
 # Test switches (environment, so they never change a run's params or fingerprint).
 ENV_KILL_AFTER_EPOCH = "SIMCLR_KILL_AFTER_EPOCH"
 ENV_NAN_AT_STEP = "SIMCLR_INJECT_NAN_AT_STEP"
+ENV_STALL_RANK = "SIMCLR_STALL_RANK_AT_STEP"  # "rank:step": that rank hangs before the step
 
 
 @dataclass
@@ -115,13 +115,6 @@ def load_checkpoint(path: Path, fingerprint: str, log) -> tuple[RunState, dict |
     return state, blob
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def history_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
@@ -138,6 +131,8 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
 
     pre = params.pretrain
     accelerator = Accelerator(
+        # without cpu=True Accelerate ignores a torchrun world on a machine with no GPU
+        cpu=not torch.cuda.is_available(),
         mixed_precision=pre.mixed_precision,
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=pre.dist_timeout_seconds))],
     )
@@ -190,6 +185,7 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
 
     kill_after = int(os.environ.get(ENV_KILL_AFTER_EPOCH, "0"))
     nan_at = int(os.environ.get(ENV_NAN_AT_STEP, "0"))
+    stall_rank, stall_step = (int(v) for v in os.environ.get(ENV_STALL_RANK, "-1:0").split(":"))
     bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                desc="pretrain", unit="step", dynamic_ncols=True,
                mininterval=0.2 if sys.stderr.isatty() else 30)  # logs (dvc, CI) get a line per 30 s
@@ -201,14 +197,14 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
         loss_sum, train_time = 0.0, 0.0
         for i in range(steps_per_epoch):
             t0 = time.perf_counter()
+            if rank == stall_rank and state.step + 1 == stall_step:
+                time.sleep(3600)  # fault injection: a hung rank; the others must time out
             rows = perm[i * params.batch_size + rank * local_batch : i * params.batch_size + (rank + 1) * local_batch]
             images = torch.from_numpy(train_x[rows.numpy()]).to(device, non_blocking=True)
             views = torch.cat([policy(images, gen), policy(images, gen)])
             with accelerator.autocast():
                 _, z = model(views)
-            z1, z2 = z.float().chunk(2)
-            loss = nt_xent_loss(z1, z2, params.temperature, gather_with_grad(z1), gather_with_grad(z2),
-                                offset=rank * local_batch)
+            loss = global_nt_xent_loss(*z.float().chunk(2), params.temperature)
             if nan_at and state.step + 1 == nan_at:
                 loss = loss * float("nan")
             mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
@@ -274,7 +270,7 @@ def save_checkpoint(accelerator, raw_model: nn.Module, optimizer, state: RunStat
                     path: Path) -> None:
     """The full training state after an epoch; every rank calls it, rank 0 writes atomically."""
     if accelerator.is_main_process:
-        atomic_torch_save(
+        torch_save_atomic(
             {
                 "fingerprint": fingerprint,
                 "epoch": state.epoch,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from simclr.atomic import write_text_atomic
 from simclr.errors import SimCLRError
 from simclr.params import Params
 
@@ -142,7 +142,7 @@ def plot_view_pairs(params: Params, prepared: Path, path: Path) -> None:
     for j in range(n):
         for i, (img, label) in enumerate(((images[j].numpy(), "image"), (v1[j].permute(1, 2, 0).numpy(), "view 1"),
                                           (v2[j].permute(1, 2, 0).numpy(), "view 2"))):
-            axes[i, j].imshow(img)
+            axes[i, j].imshow(img, interpolation="nearest")
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             axes[i, j].grid(False)
@@ -159,7 +159,8 @@ def plot_view_pairs(params: Params, prepared: Path, path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 def read_gain(le: dict) -> str:
     gain = le["top1_h"] - le["random_init_top1"]
-    verdict = "learned useful features" if gain >= 10 else ("learned a little" if gain > 0 else "did not beat chance features")
+    verdict = ("learned useful features" if gain >= 10 else
+               "learned a little" if gain > 0 else "did not beat the random-init features")
     return (f"The linear probe on the pretrained h reaches {le['top1_h']:.1f}% top-1 against {le['random_init_top1']:.1f}% "
             f"for the same architecture at random init ({gain:+.1f} points): pretraining {verdict}.")
 
@@ -251,12 +252,6 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build_report(params: Params, inputs: ReportInputs = ReportInputs(), out_dir: Path = Path("reports")) -> Path:
     pre = _read_json(inputs.pretrain_metrics)
     le = _read_json(inputs.linear_eval)
@@ -303,6 +298,6 @@ def build_report(params: Params, inputs: ReportInputs = ReportInputs(), out_dir:
             figures=[("view_pairs.png", "Pairs of augmented views")]),
     ]
     title = "SimCLR run report"
-    _write_atomic(out_dir / "report.md", render_markdown(title, sections))
-    _write_atomic(out_dir / "index.html", render_html(title, sections, figures))
+    write_text_atomic(out_dir / "report.md", render_markdown(title, sections))
+    write_text_atomic(out_dir / "index.html", render_html(title, sections, figures))
     return out_dir / "index.html"
