@@ -1,0 +1,45 @@
+"""Wall time of the default pipeline: `dvc repro` on a fresh clone of HEAD (install excluded).
+
+    python bench/repro_time.py            # print the row
+    python bench/repro_time.py --write    # and append it to BENCHMARKS.md
+
+Uses the interpreter's environment (the project's .venv) for the stages, like `make repro`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, append_row, machine, today  # noqa: E402
+
+HEADER = ("| date | commit | wall (s) | pretrain (s) | epochs | top1_h | random_init_top1 | gain | knn_top1 | machine |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(write: bool) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        start = time.perf_counter()
+        subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=env, check=True)
+        wall = time.perf_counter() - start
+        le = json.loads((clone / "metrics/linear_eval.json").read_text())
+        pre = json.loads((clone / "metrics/pretrain.json").read_text())
+    row = (f"| {today()} | {commit} | {wall:.0f} | {pre['wall_seconds']:.0f} | {pre['epochs']} | {le['top1_h']:.1f} | "
+           f"{le['random_init_top1']:.1f} | {le['top1_h'] - le['random_init_top1']:+.1f} | {le['knn_top1']:.1f} | {machine()} |")
+    print(HEADER + "\n" + row)
+    if write:
+        append_row("Default pipeline: `dvc repro` wall time (fresh clone, install excluded)", HEADER, row)
+
+
+if __name__ == "__main__":
+    main("--write" in sys.argv)
