@@ -2,6 +2,7 @@
 
     python bench/repro_time.py            # print the row
     python bench/repro_time.py --write    # and append it to BENCHMARKS.md
+    python bench/repro_time.py --in-place # time `dvc repro -f` in this checkout instead of a clone
 
 Uses the interpreter's environment (the project's .venv) for the stages, like `make repro`.
 """
@@ -23,17 +24,23 @@ HEADER = ("| date | commit | wall (s) | pretrain (s) | epochs | top1_h | random_
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
-def main(write: bool) -> None:
+def timed_repro(repo: Path, env: dict) -> tuple[float, dict, dict]:
+    start = time.perf_counter()
+    subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, check=True)
+    wall = time.perf_counter() - start
+    return wall, json.loads((repo / "metrics/linear_eval.json").read_text()), json.loads((repo / "metrics/pretrain.json").read_text())
+
+
+def main(write: bool, in_place: bool) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        start = time.perf_counter()
-        subprocess.run(["dvc", "repro", "-f"], cwd=clone, env=env, check=True)
-        wall = time.perf_counter() - start
-        le = json.loads((clone / "metrics/linear_eval.json").read_text())
-        pre = json.loads((clone / "metrics/pretrain.json").read_text())
+    if in_place:
+        wall, le, pre = timed_repro(ROOT, env)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            clone = Path(tmp) / "clone"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+            wall, le, pre = timed_repro(clone, env)
     row = (f"| {today()} | {commit} | {wall:.0f} | {pre['wall_seconds']:.0f} | {pre['epochs']} | {le['top1_h']:.1f} | "
            f"{le['random_init_top1']:.1f} | {le['top1_h'] - le['random_init_top1']:+.1f} | {le['knn_top1']:.1f} | {machine()} |")
     print(HEADER + "\n" + row)
@@ -42,4 +49,4 @@ def main(write: bool) -> None:
 
 
 if __name__ == "__main__":
-    main("--write" in sys.argv)
+    main("--write" in sys.argv, "--in-place" in sys.argv)

@@ -227,7 +227,7 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
             loss_sum += mean_loss
             train_time += time.perf_counter() - t0
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}", refresh=False)
 
         knn = float("nan")
         if pre.knn_every and ((epoch + 1) % pre.knn_every == 0 or epoch + 1 == pre.epochs):
