@@ -277,7 +277,7 @@ def build_report(params: Params, inputs: ReportInputs = ReportInputs(), out_dir:
          ("epochs", pre["epochs"], "pretraining epochs"),
          ("images_per_second", pre["images_per_second"], "pretraining throughput (images, 2 views each)"),
          ("wall_seconds", pre["wall_seconds"], "pretraining wall time")],
-        columns=["metric", "value", "meaning"])
+        columns=["metric", "value", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
     sections = [
         Section("Run", [
             f"Data: `{manifest['source']}`, {counts['train']} train / {counts['test']} test images, "
