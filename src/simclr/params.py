@@ -102,6 +102,7 @@ class PretrainParams:
     num_processes: int = 1
     mixed_precision: str = "no"
     channels_last: bool = True
+    compile: bool = False
     knn_every: int = 1
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -324,6 +325,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     # YAML 1.1 reads an unquoted `no` (as `dvc exp run -S` writes it) as false: same meaning.
     "pretrain.mixed_precision": lambda k, v: _choice(k, "no" if v is False else v, MIXED_PRECISIONS),
     "pretrain.channels_last": _bool,
+    "pretrain.compile": _bool,
     "pretrain.knn_every": lambda k, v: _int(k, v, 0),
     "pretrain.knn_k": lambda k, v: _int(k, v, 1),
     "pretrain.knn_temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),

@@ -134,6 +134,7 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
         # without cpu=True Accelerate ignores a torchrun world on a machine with no GPU
         cpu=not torch.cuda.is_available(),
         mixed_precision=pre.mixed_precision,
+        dynamo_backend="inductor" if pre.compile else "no",  # torch.compile, applied by prepare()
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=pre.dist_timeout_seconds))],
     )
     log = accelerator.print

@@ -1,0 +1,143 @@
+"""Pretraining throughput: the pipeline's stage loop vs a minimal plain-PyTorch SimCLR loop.
+
+    python bench/loop_speed.py [--epochs 3] [--pil] [--write]
+
+Both run in this process on data/prepared (run `dvc repro prepare` first) with params.yaml's
+encoder, head, batch, temperature, LARS and augmentation policy, alternating (ref, ours, ref,
+ours) so drift hits both. Process-level CPU settings (`simclr.runtime.configure_cpu`) are
+applied once for both; the reference uses the same memory format, so the ratio measures the
+stage's own overhead (Accelerate, per-step loss all-reduce, lr schedule, checkpoint per
+epoch, final save) over training time. `--pil` adds the minimal loop fed by a torchvision PIL
+DataLoader (the usual SimCLR repo), with as many workers as cores.
+Images/s = images trained / wall time of the whole call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import ROOT, append_row, machine, today  # noqa: E402
+
+from simclr.augment import AugmentPolicy  # noqa: E402
+from simclr.data import load_prepared  # noqa: E402
+from simclr.lars import LARS, param_groups  # noqa: E402
+from simclr.loss import nt_xent_loss  # noqa: E402
+from simclr.model import ModelConfig, SimCLRModel  # noqa: E402
+from simclr.params import load_params  # noqa: E402
+from simclr.pretrain import Outputs, pretrain  # noqa: E402
+from simclr.runtime import configure_cpu  # noqa: E402
+from simclr.schedule import scaled_lr  # noqa: E402
+
+
+def minimal_loop(params, train_x: np.ndarray, epochs: int, channels_last: bool) -> float:
+    """The reference: SimCLR in a dozen plain lines. Returns images/s."""
+    start = time.perf_counter()
+    torch.manual_seed(params.seed)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = SimCLRModel(ModelConfig.from_params(params)).to(memory_format=fmt)
+    opt = LARS(param_groups(model, params.pretrain.weight_decay), lr=scaled_lr(params.pretrain.lr, params.batch_size, "linear"))
+    policy, g = AugmentPolicy(params.augment), torch.Generator().manual_seed(0)
+    b, steps = params.batch_size, len(train_x) // params.batch_size
+    for _ in range(epochs):
+        perm = torch.randperm(len(train_x))
+        for i in range(steps):
+            x = torch.from_numpy(train_x[perm[i * b:(i + 1) * b].numpy()])
+            views = torch.cat([policy(x, g), policy(x, g)]).contiguous(memory_format=fmt)
+            _, z = model(views)
+            loss = nt_xent_loss(*z.chunk(2), params.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return epochs * steps * b / (time.perf_counter() - start)
+
+
+class PILPairs(torch.utils.data.Dataset):
+    def __init__(self, images):
+        import torchvision.transforms as T
+        from PIL import Image
+
+        self.images, self.to_pil = images, Image.fromarray
+        self.t = T.Compose([T.RandomResizedCrop(images.shape[1], scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
+                            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(0.2), T.ToTensor()])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        img = self.to_pil(np.asarray(self.images[i]))
+        return self.t(img), self.t(img)
+
+
+def minimal_loop_pil(params, train_x: np.ndarray, epochs: int, workers: int) -> float:
+    start = time.perf_counter()
+    torch.manual_seed(params.seed)
+    model = SimCLRModel(ModelConfig.from_params(params))
+    opt = LARS(param_groups(model, params.pretrain.weight_decay), lr=scaled_lr(params.pretrain.lr, params.batch_size, "linear"))
+    loader = torch.utils.data.DataLoader(PILPairs(np.asarray(train_x)), batch_size=params.batch_size, shuffle=True,
+                                         drop_last=True, num_workers=workers, persistent_workers=workers > 0)
+    n = 0
+    for _ in range(epochs):
+        for v1, v2 in loader:
+            _, z = model(torch.cat([v1, v2]))
+            loss = nt_xent_loss(*z.chunk(2), params.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n += v1.shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def stage_loop(params, epochs: int) -> float:
+    p = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, epochs=epochs, knn_every=0,
+                                                                 warmup_epochs=min(params.pretrain.warmup_epochs, epochs)))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Outputs(encoder=Path(tmp, "encoder.pt"), metrics=Path(tmp, "m.json"), history=Path(tmp, "h.csv"),
+                      checkpoints=Path(tmp, "ck"), prepared=ROOT / "data/prepared")
+        start = time.perf_counter()
+        pretrain(p, out)
+        wall = time.perf_counter() - start
+    steps = len(load_prepared(ROOT / "data/prepared", verify=False).train.x) // params.batch_size
+    return epochs * steps * params.batch_size / wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--pil", action="store_true")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    params = load_params(ROOT / "params.yaml")
+    train_x = load_prepared(ROOT / "data/prepared").train.x
+    configure_cpu(1)
+    cl = params.pretrain.channels_last
+    refs, ours = [], []
+    for _ in range(2):
+        refs.append(minimal_loop(params, train_x, args.epochs, cl))
+        ours.append(stage_loop(params, args.epochs))
+    ref, our = float(np.mean(refs)), float(np.mean(ours))
+    setup = (f"{params.model.encoder} w={params.model.width}, batch {params.batch_size}, {params.pretrain.optimizer}, "
+             f"{args.epochs} epochs x2, {'channels_last' if cl else 'contiguous'}")
+    header = "| date | setup | minimal loop (img/s) | our stage loop (img/s) | ratio | machine |\n|---|---|---|---|---|---|"
+    rows = [f"| {today()} | {setup} | {ref:.0f} | {our:.0f} | {our / ref:.3f} | {machine()} |"]
+    if args.pil:
+        workers = torch.get_num_threads()
+        pil = minimal_loop_pil(params, train_x, args.epochs, workers)
+        rows.append(f"| {today()} | same, minimal loop fed by a PIL DataLoader ({workers} workers) | {pil:.0f} | {our:.0f} | "
+                    f"{our / pil:.3f} | {machine()} |")
+    print(header + "\n" + "\n".join(rows))
+    if args.write:
+        for row in rows:
+            append_row("Pretraining loop throughput (`bench/loop_speed.py`)", header, row)
+
+
+if __name__ == "__main__":
+    main()
