@@ -88,3 +88,11 @@ def test_unquoted_no_from_dvc_exp_is_read_as_no():
     raw = default_raw()
     raw["pretrain"]["mixed_precision"] = False  # what PyYAML makes of `mixed_precision: no`
     assert validate(raw).pretrain.mixed_precision == "no"
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_is_valid_and_complete(preset):
+    p = load_params(preset)
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(yaml.safe_load(preset.read_text())) == set(shipped)  # a full params.yaml, copyable as is
+    assert p.data.source == "cifar10"
