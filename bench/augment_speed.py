@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, append_row, machine, today  # noqa: E402
+from common import ROOT, emit, machine, today  # noqa: E402
 
 from simclr.augment import AugmentPolicy  # noqa: E402
 from simclr.params import parse_augment  # noqa: E402
@@ -82,11 +82,12 @@ def main(write: bool) -> None:
     ref = results["torchvision PIL per image (1 process)"]
     header = "| date | pipeline | views/s | vs PIL (1 process) | machine |\n|---|---|---|---|---|"
     rows = [f"| {today()} | {name} | {v:,.0f} | {v / ref:.2f}x | {machine()} |" for name, v in results.items()]
-    print(header + "\n" + "\n".join(rows))
-    if write:
-        for row in rows:
-            append_row("Augmentation throughput (batch 512, 32x32; `bench/augment_speed.py`)", header, row)
+    emit("Augmentation throughput (batch 512, 32x32; `bench/augment_speed.py`)", header, rows, write)
 
 
 if __name__ == "__main__":
-    main("--write" in sys.argv)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="append the rows to BENCHMARKS.md")
+    main(ap.parse_args().write)

@@ -43,3 +43,11 @@ def append_row(section: str, header: str, row: str) -> None:
     body = "\n".join(lines[:end]).rstrip("\n") + "\n" + row + "\n"
     rest = "\n".join(lines[end:])
     path.write_text(head + marker + body + ("\n" + rest if rest.strip() else ""))
+
+
+def emit(section: str, header: str, rows: list[str], write: bool) -> None:
+    """Print the table; with `write`, append its rows under `## section` in BENCHMARKS.md."""
+    print(header + "\n" + "\n".join(rows))
+    if write:
+        for row in rows:
+            append_row(section, header, row)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, append_row, machine, today  # noqa: E402
+from common import ROOT, emit, machine, today  # noqa: E402
 
 from simclr.augment import AugmentPolicy  # noqa: E402
 from simclr.data import load_prepared  # noqa: E402
@@ -133,10 +133,7 @@ def main() -> None:
         pil = minimal_loop_pil(params, train_x, args.epochs, workers)
         rows.append(f"| {today()} | same, minimal loop fed by a PIL DataLoader ({workers} workers) | {pil:.0f} | {our:.0f} | "
                     f"{our / pil:.3f} | {machine()} |")
-    print(header + "\n" + "\n".join(rows))
-    if args.write:
-        for row in rows:
-            append_row("Pretraining loop throughput (`bench/loop_speed.py`)", header, row)
+    emit("Pretraining loop throughput (`bench/loop_speed.py`)", header, rows, args.write)
 
 
 if __name__ == "__main__":

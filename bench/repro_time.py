@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, append_row, machine, today  # noqa: E402
+from common import ROOT, emit, machine, today  # noqa: E402
 
 HEADER = ("| date | commit | wall (s) | pretrain (s) | epochs | top1_h | random_init_top1 | gain | knn_top1 | machine |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
@@ -43,10 +43,14 @@ def main(write: bool, in_place: bool) -> None:
             wall, le, pre = timed_repro(clone, env)
     row = (f"| {today()} | {commit} | {wall:.0f} | {pre['wall_seconds']:.0f} | {pre['epochs']} | {le['top1_h']:.1f} | "
            f"{le['random_init_top1']:.1f} | {le['top1_h'] - le['random_init_top1']:+.1f} | {le['knn_top1']:.1f} | {machine()} |")
-    print(HEADER + "\n" + row)
-    if write:
-        append_row("Default pipeline: `dvc repro -f` wall time (every stage runs; install excluded)", HEADER, row)
+    emit("Default pipeline: `dvc repro -f` wall time (every stage runs; install excluded)", HEADER, [row], write)
 
 
 if __name__ == "__main__":
-    main("--write" in sys.argv, "--in-place" in sys.argv)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true", help="append the row to BENCHMARKS.md")
+    ap.add_argument("--in-place", action="store_true", help="time `dvc repro -f` in this checkout, not a fresh clone")
+    args = ap.parse_args()
+    main(args.write, args.in_place)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, append_row, machine, today  # noqa: E402
+from common import ROOT, emit, machine, today  # noqa: E402
 
 
 def one_run(changes: dict, epochs: int) -> float:
@@ -75,10 +75,7 @@ def main() -> None:
         med = float(np.median(values))
         rows.append(f"| {today()} | {name} | {med:.0f} | {med / base:.2f}x | {params.model.encoder} w={params.model.width}, "
                     f"batch {params.batch_size}, {args.epochs} epochs, {len(values)} runs | {machine()} |")
-    print(header + "\n" + "\n".join(rows))
-    if args.write:
-        for row in rows:
-            append_row("Training-step options (`bench/step_options.py`)", header, row)
+    emit("Training-step options (`bench/step_options.py`)", header, rows, args.write)
 
 
 if __name__ == "__main__":
