@@ -73,16 +73,34 @@ def test_jitter_factor_ranges(s):
     assert len({tuple(o.tolist()) for o in f["order"][:500]}) == 24  # every order occurs
 
 
-def test_colour_ops_equal_torchvision():
+def test_hue_equals_torchvision():
     x = torch.rand(4, 3, 8, 8)
-    f = torch.tensor([0.3, 0.9, 1.2, 1.7])
     hue = torch.tensor([-0.2, -0.05, 0.1, 0.2])
     for i in range(4):
         xi = x[i : i + 1]
-        assert torch.allclose(A.adjust_brightness(xi, f[i : i + 1]), TF.adjust_brightness(xi, f[i].item()), atol=1e-6)
-        assert torch.allclose(A.adjust_contrast(xi, f[i : i + 1]), TF.adjust_contrast(xi, f[i].item()), atol=1e-6)
-        assert torch.allclose(A.adjust_saturation(xi, f[i : i + 1]), TF.adjust_saturation(xi, f[i].item()), atol=1e-6)
         assert torch.allclose(A.adjust_hue(xi, hue[i : i + 1]), TF.adjust_hue(xi, hue[i].item()), atol=1e-5)
+
+
+@pytest.mark.parametrize("strength", [0.5, 1.0])
+def test_colour_distortion_equals_torchvision_ops_in_each_samples_order(strength):
+    """The fused batch op == torchvision's four adjustments applied per image, in the image's
+    drawn order with its drawn factors (the draws replayed from the same generator seed)."""
+    n, p = 64, 0.8
+    x = torch.rand(n, 3, 8, 8)
+    g = gen(7)
+    apply = torch.rand(n, generator=g) < p  # color_distortion draws these first, then the factors
+    f = A.sample_jitter_factors(n, strength, g)
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    names = ("brightness", "contrast", "saturation", "hue")
+    expected = []
+    for i in range(n):
+        xi = x[i : i + 1]
+        if apply[i]:
+            for k in f["order"][i].tolist():
+                xi = ops[k](xi, f[names[k]][i].item())
+        expected.append(xi)
+    ours = A.color_distortion(x, gen(7), strength=strength, p=p)
+    assert torch.allclose(ours, torch.cat(expected), atol=1e-5)
 
 
 def test_colour_distortion_probability_and_strength_zero():

@@ -119,19 +119,6 @@ def _blend(a: Tensor, b: Tensor, factor: Tensor) -> Tensor:
     return (factor * a + (1 - factor) * b).clamp_(0, 1)
 
 
-def adjust_brightness(x: Tensor, f: Tensor) -> Tensor:
-    return _blend(x, torch.zeros_like(x), f.view(-1, 1, 1, 1))
-
-
-def adjust_contrast(x: Tensor, f: Tensor) -> Tensor:
-    mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(x, mean, f.view(-1, 1, 1, 1))
-
-
-def adjust_saturation(x: Tensor, f: Tensor) -> Tensor:
-    return _blend(x, grayscale(x), f.view(-1, 1, 1, 1))
-
-
 def adjust_hue(x: Tensor, f: Tensor) -> Tensor:
     """Rotate hue by f (fraction of a turn) in HSV space, as torchvision's tensor adjust_hue."""
     r, g_, b = x.unbind(1)
@@ -170,14 +157,6 @@ def sample_jitter_factors(n: int, strength: float, g: torch.Generator, device=No
         "hue": _uniform(n, -hue, hue, g, device),
         "order": torch.argsort(torch.rand(n, 4, generator=g, device=device), dim=1),
     }
-
-
-_JITTERS: tuple[tuple[str, Callable[[Tensor, Tensor], Tensor]], ...] = (
-    ("brightness", adjust_brightness),
-    ("contrast", adjust_contrast),
-    ("saturation", adjust_saturation),
-    ("hue", adjust_hue),
-)
 
 
 def color_distortion(x: Tensor, g: torch.Generator, strength: float = 1.0, p: float = 0.8) -> Tensor:

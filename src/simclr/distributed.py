@@ -20,10 +20,8 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def rank_and_world() -> tuple[int, int]:
-    if is_distributed():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+def process_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.distributed import gather_with_grad, rank_and_world
+from simclr.distributed import gather_with_grad, process_rank
 
 
 def nt_xent_loss(
@@ -55,5 +55,5 @@ def global_nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float, gather=gathe
     views of the global batch N = b * world as negatives. With DDP averaging gradients, loss
     and gradients equal the single-process loss over the global batch (tests/test_distributed).
     """
-    rank, _ = rank_and_world()
-    return nt_xent_loss(z1, z2, temperature, gather(z1), gather(z2), offset=rank * z1.shape[0])
+    offset = process_rank() * z1.shape[0]
+    return nt_xent_loss(z1, z2, temperature, gather(z1), gather(z2), offset=offset)
