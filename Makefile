@@ -5,6 +5,8 @@ BIN := $(abspath $(VENV))/bin
 # Pinned so every run (and CI) gets the same kernels; override for another CUDA/CPU build.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# The report's browser test renders reports/index.html in Debian's chromium.
+CHROMIUM ?= /usr/bin/chromium
 
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
@@ -23,8 +25,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 repro: install
 	dvc repro
 
-test: install
+test: install $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(CHROMIUM):
+	apt-get install -y -q chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium >/dev/null)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -74,6 +74,9 @@ def tiny_params(repo: Path, **top) -> dict:
     raw["pretrain"].update(epochs=2, warmup_epochs=1, knn_every=1, knn_k=20)
     raw["linear_eval"].update(epochs=5, knn_k=20)
     raw["report"].update(view_pairs=4)
+    raw["ablation"].update(epochs=1, warmup_epochs=0, train_images=0, linear_eval_epochs=2,
+                           base={**raw["ablation"]["base"], "batch_size": 32},
+                           temperatures=[0.5], heads=["none", "mlp"], batch_sizes=[64], augment_pairs=["crop+color"])
     return raw
 
 

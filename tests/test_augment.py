@@ -145,3 +145,83 @@ def test_empty_policy_is_just_conversion():
     images = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
     out = A.AugmentPolicy(parse_augment("none"))(images, gen())
     assert torch.equal(out, images.permute(0, 3, 1, 2).float() / 255)
+
+
+# ---- the other ops of the paper's Figure 5 -------------------------------------------------
+def test_cutout_zeroes_one_square_clipped_at_the_border():
+    x = torch.ones(2000, 3, 16, 16)
+    out = A.cutout(x, gen(), p=1.0, size=0.5)
+    holes = out[:, 0] == 0
+    assert (out[:, 0] == out[:, 1]).all()  # the same hole in every channel
+    rows, cols = holes.any(2), holes.any(1)
+    # the hole is the rectangle of its row span x column span, at most 8 x 8, and never empty
+    assert (holes.sum((1, 2)) == rows.sum(1) * cols.sum(1)).all()
+    assert rows.sum(1).max() == 8 and cols.sum(1).max() == 8 and rows.sum(1).min() >= 4
+    centred = (rows.sum(1) == 8) & (cols.sum(1) == 8)
+    assert 0.2 < centred.float().mean() < 0.4  # (9/16)^2 of the centres keep the whole square
+    assert len({tuple(h.nonzero()[0].tolist()) for h in holes[:200]}) > 50  # positions per sample
+
+
+def test_cutout_probability():
+    out = A.cutout(torch.ones(N, 3, 4, 4), gen(), p=0.3, size=0.5)
+    frac = (out == 0).flatten(1).any(1).float().mean().item()
+    assert frac == pytest.approx(0.3, abs=4 * math.sqrt(0.21 / N))
+
+
+def test_noise_std_is_drawn_per_sample_from_its_range():
+    x = torch.full((400, 3, 32, 32), 0.5)
+    out = A.gaussian_noise(x, gen(), p=1.0, sigma=(0.05, 0.15))
+    std = (out - x).flatten(1).std(1)
+    assert std.min() > 0.045 and std.max() < 0.16
+    assert std.std() > 0.02  # not one sigma for the whole batch
+    assert A.gaussian_noise(x, gen(), p=0.0).equal(x)
+
+
+def test_sobel_equals_the_textbook_filter():
+    x = torch.rand(3, 3, 9, 11)
+    ours = A.sobel_magnitude(x)
+    gray = A.grayscale(x)[:, 0].numpy()
+    import numpy as np
+
+    kx = np.array(A.SOBEL_X)
+    for i in range(3):
+        padded = np.pad(gray[i], 1, mode="edge")
+        gx = np.zeros_like(gray[i])
+        gy = np.zeros_like(gray[i])
+        for r in range(gray.shape[1]):
+            for c in range(gray.shape[2]):
+                patch = padded[r : r + 3, c : c + 3]
+                gx[r, c] = (patch * kx).sum()
+                gy[r, c] = (patch * kx.T).sum()
+        mag = np.sqrt(gx**2 + gy**2)
+        ref = torch.from_numpy(mag / mag.max()).float()
+        for ch in range(3):
+            assert torch.allclose(ours[i, ch], ref, atol=1e-5)
+
+
+def test_rotate_turns_each_sample_by_90_180_or_270_equally_often():
+    x = torch.rand(3000, 3, 5, 5)
+    out = A.random_rotate90(x, gen(), p=1.0)
+    turns = torch.full((3000,), -1)
+    for k in (0, 1, 2, 3):
+        same = (out == torch.rot90(x, k, dims=(2, 3))).flatten(1).all(1)
+        turns[same] = k
+    assert (turns >= 1).all()  # never left as it was
+    counts = torch.bincount(turns, minlength=4)[1:].float() / 3000
+    assert torch.allclose(counts, torch.full((3,), 1 / 3), atol=0.04)
+
+
+def test_rotate_of_non_square_images_is_one_clear_error():
+    from simclr.errors import SimCLRError
+
+    with pytest.raises(SimCLRError, match="augment.rotate needs square images; these are 4x6"):
+        A.random_rotate90(torch.rand(2, 3, 4, 6), gen())
+
+
+@pytest.mark.parametrize("op", ["cutout", "noise", "sobel", "rotate"])
+def test_figure5_ops_are_policy_ops_and_keep_the_unit_range(op):
+    policy = A.AugmentPolicy(parse_augment({"crop": {}, op: {}}))
+    images = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8)
+    v1, v2 = policy(images, gen()), policy(images, gen(1))
+    assert v1.shape == (16, 3, 32, 32) and v1.min() >= 0 and v1.max() <= 1
+    assert not torch.equal(v1, v2)

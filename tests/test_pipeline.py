@@ -9,10 +9,14 @@ from conftest import init_dvc_repo, run
 
 pytestmark = pytest.mark.slow
 
+ABLATION = ["ablate_augment@crop+color", "ablate_batch_size@64", "ablate_head@mlp", "ablate_head@none",
+            "ablate_temperature@0.5"]
 OUTPUTS = ["data/prepared/manifest.json", "models/encoder.pt", "metrics/pretrain.json", "metrics/pretrain_history.csv",
            "metrics/linear_eval.json", "metrics/confusion.csv", "reports/report.md", "reports/index.html",
            "reports/figures/curves.png", "reports/figures/metrics.png", "reports/figures/confusion.png",
-           "reports/figures/view_pairs.png"]
+           "reports/figures/view_pairs.png", "reports/figures/ablation_temperature.png",
+           "reports/figures/ablation_head.png", "reports/figures/ablation_augment.png",
+           "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp.json"]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -22,7 +26,7 @@ def ran_stages(output: str) -> list[str]:
 def test_repro_then_experiment_then_metrics_diff(tmp_path):
     repo, env = init_dvc_repo(tmp_path, temperature=0.2)
     first = run(["dvc", "repro"], repo, env)
-    assert ran_stages(first.stdout) == ["check_params", "linear_eval", "prepare", "pretrain", "report"]
+    assert ran_stages(first.stdout) == sorted(ABLATION + ["check_params", "linear_eval", "prepare", "pretrain", "report"])
     for out in OUTPUTS:
         assert (repo / out).is_file(), out
     le = json.loads((repo / "metrics/linear_eval.json").read_text())
@@ -30,7 +34,7 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     pre = json.loads((repo / "metrics/pretrain.json").read_text())
     assert {"loss", "epochs", "images_per_second", "wall_seconds"} <= pre.keys() and pre["epochs"] == 2
     html = (repo / "reports/index.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 4 and "http" not in html
+    assert html.count('src="data:image/png;base64,') == 8 and "http" not in html
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
 
@@ -48,11 +52,31 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     assert {p: (repo / p).read_bytes() for p in before} == before
     run(["git", "checkout", "params.yaml"], repo, env)
 
+    # One grid value changed: only that point (and the report) runs; the other points are reused.
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["ablation"]["heads"] = ["linear", "mlp"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    grid = run(["dvc", "repro"], repo, env)
+    assert ran_stages(grid.stdout) == ["ablate_head@linear", "check_params", "report"]
+    assert "Probing h: " in (repo / "reports/report.md").read_text()
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "heads grid"], repo, env)
+
+    # The main knobs do not touch the ablation points (they vary ablation.base).
     exp = run(["dvc", "exp", "run", "-S", "temperature=0.5"], repo, env)
     assert ran_stages(exp.stdout) == ["check_params", "linear_eval", "pretrain", "report"]  # prepare reused
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
     assert diff["metrics/pretrain.json"]["loss"]["diff"] != 0
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo, env).stdout)
     assert (params_diff["params.yaml"]["temperature"]["old"], params_diff["params.yaml"]["temperature"]["new"]) == (0.2, 0.5)
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
-    assert shown  # the experiment is listed
+    # The cross-experiment view: the experiment beside its baseline, the differing param, metrics.
+    table = run(["simclr", "experiments"], repo, env).stdout.splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[:3] == ["experiment", "baseline", "temperature"] and "linear_eval:top1_h" in header
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert sorted(r[2] for r in rows if r[0] != "workspace") == ["0.2", "0.5"]
+    # ... and as a report section when asked: only the report reruns.
+    asked = run(["dvc", "exp", "run", "-S", "report.experiments=true"], repo, env)
+    assert ran_stages(asked.stdout) == ["check_params", "report"]
+    md = (repo / "reports/report.md").read_text()
+    assert "## Experiments in this workspace" in md and "| experiment | baseline |" in md

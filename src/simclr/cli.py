@@ -86,12 +86,45 @@ def linear_eval(params: Path = PARAMS):
 
 @app.command()
 @user_errors
+def ablate(
+    kind: str = typer.Argument(..., help="grid: temperature | head | batch_size | augment"),
+    value: str = typer.Argument(..., help="the point's value, e.g. 0.5, mlp, 256, crop+color"),
+    params: Path = PARAMS,
+    out: Path = typer.Option(None, help="metrics file (default metrics/ablation/<kind>/<value>.json)"),
+):
+    """Pretrain and evaluate one ablation grid point (what each `ablate_<kind>@<value>` stage runs)."""
+    from simclr.ablation import parse_point, run_point
+
+    run_point(load_params(params), parse_point(kind, value), out=out)
+
+
+@app.command()
+@user_errors
 def report(params: Path = PARAMS, out: Path = typer.Option(Path("reports"), help="output folder")):
     """Write reports/report.md, reports/index.html (self-contained) and reports/figures/."""
     from simclr.report import build_report
 
     path = build_report(load_params(params), out_dir=out)
     print(f"report: {path}")
+
+
+@app.command()
+@user_errors
+def experiments(
+    repo: Path = typer.Option(Path("."), help="the DVC project"),
+    metrics: list[str] = typer.Option(list(("metrics/linear_eval.json", "metrics/pretrain.json")), "--metrics",
+                                      help="metrics files to show (repeat the option)"),
+    all_params: bool = typer.Option(False, "--all-params", help="every param, not only those that differ"),
+    out: Path = typer.Option(None, help="also write the table to this Markdown file"),
+):
+    """Tabulate the DVC experiments of the workspace: params that differ, metrics side by side."""
+    from simclr.atomic import write_text_atomic
+    from simclr.experiments import dvc_exp_show, experiments_table, to_markdown
+
+    text = to_markdown(experiments_table(dvc_exp_show(repo), tuple(metrics), all_params))
+    print(text)
+    if out is not None:
+        write_text_atomic(out, text + "\n")
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ AUGMENT_OPS: dict[str, dict[str, Any]] = {
     "color": {"strength": 1.0, "p": 0.8},
     "grayscale": {"p": 0.2},
     "blur": {"p": 0.5, "sigma": [0.1, 2.0], "kernel_fraction": 0.1},
+    # The paper's Figure 5 ablation ops; the paper gives no parameters (see simclr.augment).
+    "cutout": {"p": 1.0, "size": 0.5},
+    "noise": {"p": 1.0, "sigma": [0.05, 0.15]},
+    "sobel": {"p": 1.0},
+    "rotate": {"p": 1.0},
 }
 
 AUGMENT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -55,6 +60,18 @@ AUGMENT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "crop-flip": {"crop": {}, "flip": {}},
     "none": {},
+}
+
+# The ops of the paper's augmentation ablation (Figure 5), each as the augment ops it stands for:
+# crop is "crop and resize (with flip)" and colour is "colour distortion" (jitter + drop).
+FIGURE5_OPS: dict[str, dict[str, dict[str, Any]]] = {
+    "crop": {"crop": {}, "flip": {}},
+    "cutout": {"cutout": {}},
+    "color": {"color": {}, "grayscale": {}},
+    "sobel": {"sobel": {}},
+    "noise": {"noise": {}},
+    "blur": {"blur": {}},
+    "rotate": {"rotate": {}},
 }
 
 SOURCES = ("cifar10-sample", "cifar10", "cifar100", "imagefolder", "npz")
@@ -122,6 +139,31 @@ class LinearEvalParams:
 @dataclass(frozen=True)
 class ReportParams:
     view_pairs: int = 8
+    experiments: bool = False
+
+
+@dataclass(frozen=True)
+class AblationBase:
+    """The configuration every ablation grid varies one knob of."""
+
+    temperature: float = 0.2
+    batch_size: int = 128
+    head: str = "mlp"
+    augment: tuple[AugmentOp, ...] = ()
+    augment_spec: Any = "simclr-cifar"
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    epochs: int = 3
+    warmup_epochs: int = 1
+    train_images: int = 0
+    linear_eval_epochs: int = 50
+    base: AblationBase = field(default_factory=AblationBase)
+    temperatures: tuple[float, ...] = ()
+    heads: tuple[str, ...] = ()
+    batch_sizes: tuple[int, ...] = ()
+    augment_pairs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,12 +179,16 @@ class Params:
     pretrain: PretrainParams = field(default_factory=PretrainParams)
     linear_eval: LinearEvalParams = field(default_factory=LinearEvalParams)
     report: ReportParams = field(default_factory=ReportParams)
+    ablation: AblationParams = field(default_factory=AblationParams)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view with `augment` as written in params.yaml."""
         out = dataclasses.asdict(self)
         out.pop("augment")
         out["augment"] = out.pop("augment_spec")
+        base = out["ablation"]["base"]
+        base.pop("augment")
+        base["augment"] = base.pop("augment_spec")
         return out
 
     def fingerprint(self, *sections: str) -> str:
@@ -161,8 +207,6 @@ GROUPS = {
     "linear_eval": LinearEvalParams,
     "report": ReportParams,
 }
-# Keys other issues' stages own; accepted and passed through untouched until they exist.
-RESERVED_GROUPS = ("ablation",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +291,12 @@ _OPTION_CHECKS = {
     ("blur", "p"): _prob,
     ("blur", "sigma"): lambda k, v: _interval(k, v, 1e-3, 100.0),
     ("blur", "kernel_fraction"): lambda k, v: _float(k, v, 0.0, 1.0, lo_open=True),
+    ("cutout", "p"): _prob,
+    ("cutout", "size"): lambda k, v: _float(k, v, 0.0, 1.0, lo_open=True),
+    ("noise", "p"): _prob,
+    ("noise", "sigma"): lambda k, v: _interval(k, v, 0.0, 1.0),
+    ("sobel", "p"): _prob,
+    ("rotate", "p"): _prob,
 }
 
 
@@ -337,14 +387,101 @@ _FIELD_CHECKS: dict[str, Any] = {
     "linear_eval.knn_k": lambda k, v: _int(k, v, 1),
     "linear_eval.knn_temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),
     "report.view_pairs": lambda k, v: _int(k, v, 1, 64),
+    "report.experiments": _bool,
 }
+
+
+def _grid(key: str, v: Any, check) -> tuple:
+    """A list of distinct values (each becomes a DVC stage named after it); [] turns the grid off."""
+    if not isinstance(v, list):
+        _fail(key, v, "a list (may be empty)")
+    values = tuple(check(f"{key}[{i}]", item) for i, item in enumerate(v))
+    if len(set(map(str, values))) != len(values):
+        _fail(key, v, "a list without repeated values (each value names one stage)")
+    return values
+
+
+def parse_augment_pair(key: str, v: Any) -> str:
+    """`op` (the op alone) or `op1+op2` (op1 then op2), ops from FIGURE5_OPS."""
+    allowed = "an op or op1+op2 with ops from " + ", ".join(FIGURE5_OPS)
+    if not isinstance(v, str):
+        _fail(key, v, allowed)
+    ops = v.split("+")
+    if len(ops) > 2 or any(op not in FIGURE5_OPS for op in ops):
+        _fail(key, v, allowed)
+    if len(ops) == 2 and ops[0] == ops[1]:
+        _fail(key, v, f"two different ops (write `{ops[0]}` for the op alone)")
+    return v
+
+
+def augment_pair_ops(pair: str) -> tuple[AugmentOp, ...]:
+    """The augment ops one branch gets at an augmentation-ablation point."""
+    spec: dict[str, Any] = {}
+    for op in pair.split("+"):
+        spec.update(FIGURE5_OPS[op])
+    return parse_augment(spec)
+
+
+_ABLATION_KEYS = ("epochs", "warmup_epochs", "train_images", "linear_eval_epochs", "base", "temperatures", "heads",
+                  "batch_sizes", "augment_pairs")
+_BASE_KEYS = ("temperature", "batch_size", "head", "augment")
+
+
+def parse_ablation(raw: Any) -> AblationParams:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        _fail("ablation", raw, "a mapping of " + ", ".join(_ABLATION_KEYS))
+    for key in raw:
+        if key not in _ABLATION_KEYS:
+            _fail(f"ablation.{key}", raw[key], "keys of ablation: " + ", ".join(_ABLATION_KEYS))
+    d = AblationParams()
+    base_raw = raw.get("base", {})
+    if not isinstance(base_raw, dict):
+        _fail("ablation.base", base_raw, "a mapping of " + ", ".join(_BASE_KEYS))
+    for key in base_raw:
+        if key not in _BASE_KEYS:
+            _fail(f"ablation.base.{key}", base_raw[key], "keys of ablation.base: " + ", ".join(_BASE_KEYS))
+    b = AblationBase()
+    spec = base_raw.get("augment", b.augment_spec)
+    try:
+        ops = parse_augment(spec)
+    except ParamsError as exc:  # name the key the value sits under
+        raise ParamsError(str(exc).replace("params.yaml: augment", "params.yaml: ablation.base.augment", 1)) from None
+    base = AblationBase(
+        temperature=_float("ablation.base.temperature", base_raw.get("temperature", b.temperature), 0.0, lo_open=True),
+        batch_size=_int("ablation.base.batch_size", base_raw.get("batch_size", b.batch_size), 2),
+        head=_choice("ablation.base.head", base_raw.get("head", b.head), HEADS),
+        augment=ops,
+        augment_spec=spec,
+    )
+    ab = AblationParams(
+        epochs=_int("ablation.epochs", raw.get("epochs", d.epochs), 1),
+        warmup_epochs=_int("ablation.warmup_epochs", raw.get("warmup_epochs", d.warmup_epochs), 0),
+        train_images=_int("ablation.train_images", raw.get("train_images", d.train_images), 0),
+        linear_eval_epochs=_int("ablation.linear_eval_epochs", raw.get("linear_eval_epochs", d.linear_eval_epochs), 1),
+        base=base,
+        temperatures=_grid("ablation.temperatures", raw.get("temperatures", []),
+                           lambda k, v: _float(k, v, 0.0, lo_open=True)),
+        heads=_grid("ablation.heads", raw.get("heads", []), lambda k, v: _choice(k, v, HEADS)),
+        batch_sizes=_grid("ablation.batch_sizes", raw.get("batch_sizes", []), lambda k, v: _int(k, v, 2)),
+        augment_pairs=_grid("ablation.augment_pairs", raw.get("augment_pairs", []), parse_augment_pair),
+    )
+    if ab.warmup_epochs > ab.epochs:
+        _fail("ablation.warmup_epochs", ab.warmup_epochs, f"<= ablation.epochs ({ab.epochs})")
+    sizes = [("ablation.base.batch_size", base.batch_size)]
+    sizes += [(f"ablation.batch_sizes[{i}]", bs) for i, bs in enumerate(ab.batch_sizes)]
+    for key, bs in sizes:
+        if ab.train_images and bs > ab.train_images:
+            _fail(key, bs, f"at most ablation.train_images ({ab.train_images})")
+    return ab
 
 
 def validate(raw: Any) -> Params:
     """Turn the parsed YAML document into :class:`Params` or raise :class:`ParamsError`."""
     if not isinstance(raw, dict):
         raise ParamsError(f"params.yaml: the document is {type(raw).__name__}; expected a mapping")
-    allowed = TOP_LEVEL + tuple(GROUPS) + RESERVED_GROUPS
+    allowed = TOP_LEVEL + tuple(GROUPS) + ("ablation",)
     for key in raw:
         if key not in allowed:
             _fail(key, raw[key], "top-level keys " + ", ".join(allowed))
@@ -359,6 +496,7 @@ def validate(raw: Any) -> Params:
         augment_spec=raw["augment"],
         seed=_int("seed", raw["seed"], 0, 2**31 - 1),
         **{name: _build_group(name, cls, raw.get(name)) for name, cls in GROUPS.items()},
+        ablation=parse_ablation(raw.get("ablation")),
     )
     pre = params.pretrain
     if params.batch_size % pre.num_processes:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,7 +55,7 @@ class Outputs:
     encoder: Path = Path("models/encoder.pt")
     metrics: Path = Path("metrics/pretrain.json")
     history: Path = Path("metrics/pretrain_history.csv")
-    checkpoints: Path = Path("checkpoints/pretrain")
+    checkpoints: Path | None = Path("checkpoints/pretrain")  # None: no per-epoch checkpoint
     prepared: Path = Path("data/prepared")
 
 
@@ -124,7 +125,21 @@ def history_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
+def train_subset(n: int, size: int, seed: int) -> np.ndarray | None:
+    """Indices of a fixed seeded subset of `size` of n training images (None: all of them)."""
+    if not size or size >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
+def pretrain(params: Params, out: Outputs = Outputs(), *, train_images: int = 0,
+             view_policies: tuple[AugmentPolicy, AugmentPolicy] | None = None) -> dict:
+    """Pretrain and write ``out``; returns the metrics.
+
+    ``train_images`` > 0 trains on a fixed seeded subset of that many images; ``view_policies``
+    replaces the symmetric pair (policy, policy) built from ``params.augment`` (the augmentation
+    ablation uses (identity, ops), as the paper's Figure 5).
+    """
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
     from tqdm.auto import tqdm
@@ -153,6 +168,9 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
 
     data = load_prepared(out.prepared)
     train_x = data.train.x
+    subset = train_subset(len(train_x), train_images, params.seed)
+    if subset is not None:
+        train_x = train_x[subset]
     n = len(train_x)
     steps_per_epoch = n // params.batch_size
     if steps_per_epoch == 0:
@@ -161,6 +179,8 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
     warmup_steps = pre.warmup_epochs * steps_per_epoch
     peak_lr = scaled_lr(pre.lr, params.batch_size, pre.lr_scaling)
     fingerprint = run_fingerprint(params, hashlib.sha256((out.prepared / "manifest.json").read_bytes()).hexdigest())
+    if subset is not None or view_policies is not None:
+        fingerprint = hashlib.sha256(f"{fingerprint}/{n}/{view_policies}".encode()).hexdigest()[:16]
 
     torch.manual_seed(params.seed)
     model = SimCLRModel(ModelConfig.from_params(params))
@@ -173,14 +193,14 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
     model = model.to(memory_format=memory_format)  # NHWC convs: 1.25x faster on this CPU (small_cnn)
     optimizer = build_optimizer(model, params, peak_lr)
 
-    ckpt_path = out.checkpoints / CHECKPOINT_NAME
-    state, blob = load_checkpoint(ckpt_path, fingerprint, log)
+    ckpt_path = out.checkpoints / CHECKPOINT_NAME if out.checkpoints else None
+    state, blob = load_checkpoint(ckpt_path, fingerprint, log) if ckpt_path else (RunState(), None)
     if blob is not None:
         model.load_state_dict(blob["model"])
     model, optimizer = accelerator.prepare(model, optimizer)
     if blob is not None:
         optimizer.load_state_dict(blob["optimizer"])
-    policy = AugmentPolicy(params.augment)
+    policy_1, policy_2 = view_policies or (AugmentPolicy(params.augment),) * 2
     raw_model = accelerator.unwrap_model(model)
     log(f"pretrain: {n} images, global batch {params.batch_size} ({world} x {local_batch}), "
         f"{steps_per_epoch} steps/epoch, {pre.epochs} epochs, {pre.optimizer} peak lr {peak_lr:.4g}, "
@@ -204,7 +224,7 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
                 time.sleep(3600)  # fault injection: a hung rank; the others must time out
             rows = perm[i * params.batch_size + rank * local_batch : i * params.batch_size + (rank + 1) * local_batch]
             images = torch.from_numpy(train_x[rows.numpy()]).to(device, non_blocking=True)
-            views = torch.cat([policy(images, gen), policy(images, gen)]).contiguous(memory_format=memory_format)
+            views = torch.cat([policy_1(images, gen), policy_2(images, gen)]).contiguous(memory_format=memory_format)
             with accelerator.autocast():
                 _, z = model(views)
             loss = global_nt_xent_loss(*z.float().chunk(2), params.temperature)
@@ -234,7 +254,7 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
         if pre.knn_every and ((epoch + 1) % pre.knn_every == 0 or epoch + 1 == pre.epochs):
             h_train, _ = extract_features(raw_model, train_x, device)
             h_test, _ = extract_features(raw_model, data.test.x, device)
-            knn = knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, pre.knn_k,
+            knn = knn_top1(h_train, data.train.y if subset is None else data.train.y[subset], h_test, data.test.y, data.num_classes, pre.knn_k,
                            pre.knn_temperature)
         state.epoch = epoch + 1
         state.train_seconds += train_time
@@ -242,7 +262,8 @@ def pretrain(params: Params, out: Outputs = Outputs()) -> dict:
                "knn_top1": knn, "images_per_second": steps_per_epoch * params.batch_size / train_time}
         state.history.append(row)
         state.wall_seconds += time.perf_counter() - epoch_start
-        save_checkpoint(accelerator, raw_model, optimizer, state, fingerprint, ckpt_path)
+        if ckpt_path:
+            save_checkpoint(accelerator, raw_model, optimizer, state, fingerprint, ckpt_path)
         if accelerator.is_main_process:
             write_text_atomic(out.history, history_csv(state.history))
         if accelerator.is_local_main_process:

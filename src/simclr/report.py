@@ -18,7 +18,7 @@ import pandas as pd
 
 from simclr.atomic import write_text_atomic
 from simclr.errors import SimCLRError
-from simclr.params import Params
+from simclr.params import FIGURE5_OPS, Params
 
 
 @dataclass
@@ -28,6 +28,7 @@ class ReportInputs:
     linear_eval: Path = Path("metrics/linear_eval.json")
     confusion: Path = Path("metrics/confusion.csv")
     prepared: Path = Path("data/prepared")
+    ablation: Path = Path("metrics/ablation")
 
 
 @dataclass
@@ -197,6 +198,231 @@ def read_confusion(conf: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# the ablation grids (simclr.ablation): four figures, each with its table and its reading
+# --------------------------------------------------------------------------------------------
+def standard_error(top1: float, n: int) -> float:
+    """Binomial standard error of a top-1 (%) measured on n test images, in points."""
+    p = min(max(top1 / 100.0, 1e-3), 1 - 1e-3)
+    return 100.0 * float(np.sqrt(p * (1 - p) / max(n, 1)))
+
+
+def beyond_noise(a: float, b: float, n: int) -> bool:
+    """Whether two top-1 values on the same n test images differ by more than 2 standard errors."""
+    return abs(a - b) > 2 * float(np.hypot(standard_error(a, n), standard_error(b, n)))
+
+
+def _with_base(params: Params, kind: str, rows: list[dict], results: dict[str, list[dict]]) -> list[dict]:
+    """Add the base configuration's point, measured in another grid, to a one-knob grid."""
+    base = params.ablation.base
+    base_values = {"temperature": base.temperature, "head": base.head, "batch_size": base.batch_size}
+    if any(r["value"] == base_values[kind] for r in rows):
+        return rows
+    for other, value in base_values.items():
+        for r in results.get(other, []) if other != kind else []:
+            if r["value"] == value:
+                return rows + [{**r, "kind": kind, "value": base_values[kind], "shared_from": f"{other}={value}"}]
+    return rows
+
+
+def _grid_table(rows: list[dict], kind: str, columns: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    df = df.sort_values("value", key=lambda v: v.map(HEAD_ORDER.index) if kind == "head" else v)
+    df = df.rename(columns={"value": kind})
+    if "shared_from" not in df:
+        df["shared_from"] = ""
+    df["note"] = df["shared_from"].fillna("").map(lambda s: f"base point (the {s} run)" if s else "")
+    return df[[kind, *columns, "note"]].astype(object)
+
+
+def plot_one_knob(df: pd.DataFrame, kind: str, path: Path, log_x: bool) -> None:
+    plt, sns = _plt()
+    long = df.melt(id_vars=[kind], value_vars=["top1_h", "knn_top1"], var_name="evaluation", value_name="top-1 (%)")
+    long["evaluation"] = long["evaluation"].map({"top1_h": "linear probe on h", "knn_top1": "kNN on h"})
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.lineplot(data=long, x=kind, y="top-1 (%)", hue="evaluation", marker="o", ax=ax)
+    if log_x:
+        ax.set_xscale("log", base=2 if kind == "batch_size" else 10)
+        ax.set_xticks(df[kind].astype(float).tolist())
+        ax.set_xticklabels([str(v) for v in df[kind].tolist()])
+        ax.minorticks_off()
+    ax.set_xlabel({"temperature": "temperature τ", "batch_size": "global batch size"}[kind])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_heads(df: pd.DataFrame, path: Path) -> None:
+    plt, sns = _plt()
+    long = df.melt(id_vars=["head"], value_vars=["top1_h", "top1_z"], var_name="representation", value_name="top-1 (%)")
+    long["representation"] = long["representation"].map({"top1_h": "h (before the head)", "top1_z": "z = g(h)"})
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.barplot(data=long, x="head", y="top-1 (%)", hue="representation", order=[h for h in HEAD_ORDER if h in set(df["head"])],
+                ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", padding=2, fontsize=8)
+    ax.set_ylim(0, min(100, long["top-1 (%)"].max() + 8))
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, title=None, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def augment_matrix(rows: list[dict]) -> pd.DataFrame:
+    """Linear top-1 on h by (first op, second op); a single op sits on the diagonal (Figure 5)."""
+    cells = {}
+    for r in rows:
+        ops = str(r["value"]).split("+")
+        first, second = ops[0], ops[-1]
+        cells[(first, second)] = r["top1_h"]
+    names = [op for op in FIGURE5_OPS if any(op in key for key in cells)]
+    table = pd.DataFrame(np.nan, index=names, columns=names)
+    for (first, second), v in cells.items():
+        table.loc[first, second] = v
+    table.index.name, table.columns.name = "1st transformation", "2nd transformation"
+    return table
+
+
+def plot_augment(table: pd.DataFrame, path: Path) -> None:
+    plt, sns = _plt()
+    size = 1.0 * len(table) + 2.5
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    sns.heatmap(table, annot=True, fmt=".1f", cmap="Greens", ax=ax, cbar_kws={"label": "linear top-1 on h (%)"},
+                linewidths=0.5, linecolor="white")
+    ax.set_xlabel("2nd transformation")
+    ax.set_ylabel("1st transformation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _noise_note(n: int, top1: float) -> str:
+    return f"one standard error is about {standard_error(top1, n):.1f} points at {n} test images"
+
+
+def read_temperature(df: pd.DataFrame, n: int) -> str:
+    best, worst = df.loc[df["top1_h"].idxmax()], df.loc[df["top1_h"].idxmin()]
+    text = (f"Linear top-1 on h is highest at τ = {best['temperature']} ({best['top1_h']:.1f}%) and lowest at "
+            f"τ = {worst['temperature']} ({worst['top1_h']:.1f}%). ")
+    paper = "The paper finds an intermediate temperature best (0.1 on ImageNet, Table 5; 0.5 in its CIFAR-10 runs)"
+    if len(df) < 3:
+        return text + paper + "; two temperatures cannot show an optimum in between."
+    if not beyond_noise(best["top1_h"], worst["top1_h"], n):
+        return text + paper + f"; here the spread is within noise ({_noise_note(n, best['top1_h'])}), so this run cannot tell."
+    interior = best["temperature"] not in (df["temperature"].min(), df["temperature"].max())
+    return text + paper + ("; this run agrees: the best τ is inside the grid." if interior else
+                           "; this run does not show that: the best τ is at the edge of the grid.")
+
+
+HEAD_ORDER = ("none", "linear", "mlp")
+
+
+def read_heads(df: pd.DataFrame, n: int) -> str:
+    by = df.set_index("head")
+    present = [h for h in HEAD_ORDER if h in by.index]
+    order = sorted(present, key=lambda h: -by.loc[h, "top1_h"])
+    text = "Probing h: " + ", ".join(f"{h} {by.loc[h, 'top1_h']:.1f}%" for h in order) + ". "
+    paper_order = [h for h in ("mlp", "linear", "none") if h in present]
+    if len(present) >= 2:
+        clear = beyond_noise(by.loc[order[0], "top1_h"], by.loc[order[-1], "top1_h"], n)
+        if order == paper_order:
+            verdict = "matches this run" if clear else "is also the order here, but within noise"
+        else:
+            verdict = "does not match this run" if clear else "cannot be told apart from noise here"
+        text += f"The paper's order (nonlinear > linear > none, Figure 8) {verdict}. "
+    gaps = [(h, by.loc[h, "top1_h"] - by.loc[h, "top1_z"]) for h in present if h != "none"]
+    if gaps:
+        text += ("h minus g(h): " + ", ".join(f"{h} {g:+.1f} points" for h, g in gaps) + "; the paper finds the layer "
+                 "before the head much better (over 10 points): ")
+        if all(g > 0 and beyond_noise(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, g in gaps):
+            text += "this run agrees."
+        elif all(g > 0 for h, g in gaps):
+            text += "this run points the same way, within noise."
+        else:
+            text += "this run does not show it."
+    return text
+
+
+def read_augment(table: pd.DataFrame, n: int) -> str:
+    singles = {op: table.loc[op, op] for op in table.index if not np.isnan(table.loc[op, op])}
+    pairs = {(a, b): table.loc[a, b] for a in table.index for b in table.columns if a != b and not np.isnan(table.loc[a, b])}
+    parts = []
+    if singles:
+        best_single = max(singles, key=singles.get)
+        parts.append(f"The best single op is {best_single} ({singles[best_single]:.1f}%)")
+    if pairs:
+        best_pair = max(pairs, key=pairs.get)
+        parts.append(f"the best composition {best_pair[0]} then {best_pair[1]} ({pairs[best_pair]:.1f}%)")
+    text = "; ".join(parts) + ". "
+    if singles and pairs:
+        mean_single, mean_pair = np.mean(list(singles.values())), np.mean(list(pairs.values()))
+        text += (f"Compositions average {mean_pair:.1f}% against {mean_single:.1f}% for single ops. The paper finds that "
+                 "no single op suffices, that composing ops helps, and that crop then colour stands out (Figure 5): ")
+        best_pair = max(pairs, key=pairs.get)
+        crop_color = {("crop", "color"), ("color", "crop")} & set(pairs)
+        if mean_pair > mean_single and best_pair in crop_color:
+            text += "this run agrees on both."
+        elif mean_pair > mean_single:
+            text += "this run agrees that composition helps" + (
+                ", but crop and colour is not its best cell." if crop_color else " (crop and colour were not in the grid).")
+        else:
+            text += "this run does not show composition helping."
+    return text
+
+
+def read_batch_size(df: pd.DataFrame, n: int) -> str:
+    df = df.sort_values("batch_size")
+    first, last = df.iloc[0], df.iloc[-1]
+    best = df.loc[df["top1_h"].idxmax()]
+    text = (f"At a fixed {int(first['epochs'])} epochs, linear top-1 on h goes from {first['top1_h']:.1f}% at batch "
+            f"{first['batch_size']} to {last['top1_h']:.1f}% at batch {last['batch_size']} (best {best['top1_h']:.1f}% at "
+            f"{best['batch_size']}). The paper finds larger batches better when training is short (Figure 9): ")
+    if not beyond_noise(first["top1_h"], last["top1_h"], n):
+        return text + f"here the difference is within noise ({_noise_note(n, last['top1_h'])})."
+    return text + ("this run agrees." if last["top1_h"] > first["top1_h"] else
+                   "this run does not; with few images a large batch also means few steps.")
+
+
+def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path) -> list[Section]:
+    ab = params.ablation
+    base = ab.base
+    sections = [Section("Ablations", [
+        f"Each grid point pretrains {ab.epochs} epochs on {ab.train_images or 'all'} training images from the base "
+        f"configuration (temperature {base.temperature}, batch {base.batch_size}, head `{base.head}`, augment "
+        f"`{base.augment_spec}`) with one knob changed, then probes the frozen encoder on the whole train split "
+        "(`params.yaml: ablation`; one DVC stage per point). The budget is short, so read the gaps against the noise "
+        "each reading states."])]
+    one_knob = {  # kind -> (title, extra table column, reading, caption)
+        "temperature": ("temperature", "loss", read_temperature, "Top-1 vs NT-Xent temperature"),
+        "batch_size": ("batch size", "epochs", read_batch_size, "Top-1 vs global batch size at fixed epochs"),
+    }
+    for kind in ("temperature", "head", "augment", "batch_size"):
+        if not results[kind]:
+            continue
+        n = results[kind][0]["test_images"]
+        name = f"ablation_{kind}.png"
+        if kind == "head":
+            df = _grid_table(_with_base(params, kind, results[kind], results), kind, ["top1_h", "top1_z", "knn_top1"])
+            plot_heads(df, figures / name)
+            sections.append(Section("Ablation: projection head", [read_heads(df, n)], table=df,
+                                    figures=[(name, "Linear top-1 on h and on z = g(h) for each head")]))
+        elif kind == "augment":
+            table = augment_matrix(results[kind])
+            plot_augment(table, figures / name)
+            shown = table.rename_axis(index="1st \\ 2nd", columns=None).reset_index()
+            sections.append(Section("Ablation: augmentation pairs", [
+                "Ops on one branch only, the other view is the image (the paper's asymmetric setting). "
+                + read_augment(table, n)], table=shown.astype(object).where(shown.notna(), ""),
+                figures=[(name, "Linear top-1 on h: single ops on the diagonal, op1 then op2 off it")]))
+        else:
+            title, extra, read, caption = one_knob[kind]
+            df = _grid_table(_with_base(params, kind, results[kind], results), kind,
+                             ["top1_h", "top1_z", "knn_top1", extra])
+            plot_one_knob(df, kind, figures / name, log_x=True)
+            sections.append(Section(f"Ablation: {title}", [read(df, n)], table=df, figures=[(name, caption)]))
+    return sections
+
+
+# --------------------------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------------------------
 def render_markdown(title: str, sections: list[Section]) -> str:
@@ -206,13 +432,14 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         for p in s.paragraphs:
             lines += [p, ""]
         if s.table is not None:
-            lines += [_md_table(s.table), ""]
+            lines += [markdown_table(s.table), ""]
         for name, caption in s.figures:
             lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of df (floats as they are; format them before)."""
     cols = [str(c) for c in df.columns]
     rows = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
@@ -297,6 +524,15 @@ def build_report(params: Params, inputs: ReportInputs = ReportInputs(), out_dir:
             "the pair is the positive pair the loss pulls together."],
             figures=[("view_pairs.png", "Pairs of augmented views")]),
     ]
+    from simclr.ablation import read_points
+
+    sections += ablation_sections(params, read_points(params, inputs.ablation), figures)
+    if params.report.experiments:
+        from simclr.experiments import dvc_exp_show, experiments_table
+
+        sections.append(Section("Experiments in this workspace", [
+            "From `dvc exp show`: one row per experiment, the params that differ between them, then the metrics "
+            "(`simclr experiments` prints the same table)."], table=experiments_table(dvc_exp_show())))
     title = "SimCLR run report"
     write_text_atomic(out_dir / "report.md", render_markdown(title, sections))
     write_text_atomic(out_dir / "index.html", render_html(title, sections, figures))

@@ -1,0 +1,141 @@
+"""The ablation grids: params, one point end to end, and the report's readings of the numbers."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, make_npz, run
+from simclr import report as R
+from simclr.ablation import GRIDS, Point, grid_points, metrics_path, parse_point, point_params
+from simclr.params import ParamsError, augment_pair_ops, validate
+
+
+def shipped() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_ablation(**changes) -> dict:
+    raw = shipped()
+    raw["ablation"] = {**raw["ablation"], **changes}
+    return raw
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"augment_pairs": ["crop+crop"]}, "ablation.augment_pairs[0] = 'crop+crop' is not allowed; expected two different ops"),
+    ({"augment_pairs": ["warp"]}, "ablation.augment_pairs[0] = 'warp' is not allowed; expected an op or op1+op2"),
+    ({"augment_pairs": ["crop+color+blur"]}, "expected an op or op1+op2 with ops from crop, cutout, color"),
+    ({"temperatures": [0.1, 0.1]}, "ablation.temperatures = [0.1, 0.1] is not allowed; expected a list without repeated"),
+    ({"temperatures": 0.5}, "ablation.temperatures = 0.5 is not allowed; expected a list (may be empty)"),
+    ({"heads": ["mlp", "deep"]}, "ablation.heads[1] = 'deep' is not allowed; expected one of none, linear, mlp"),
+    ({"batch_sizes": [1]}, "ablation.batch_sizes[0] = 1 is not allowed; expected an integer >= 2"),
+    ({"train_images": 200, "batch_sizes": [32, 256]},
+     "ablation.batch_sizes[1] = 256 is not allowed; expected at most ablation.train_images (200)"),
+    ({"warmup_epochs": 9}, "ablation.warmup_epochs = 9 is not allowed; expected <= ablation.epochs (3)"),
+    ({"epoch": 3}, "ablation.epoch = 3 is not allowed; expected keys of ablation: epochs"),
+    ({"base": {"augment": "strong"}}, "ablation.base.augment = 'strong' is not allowed; expected a preset"),
+    ({"base": {"temp": 0.5}}, "ablation.base.temp = 0.5 is not allowed; expected keys of ablation.base"),
+])
+def test_bad_ablation_params_name_key_value_and_what_is_allowed(changes, fragment):
+    with pytest.raises(ParamsError) as err:
+        validate(with_ablation(**changes))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_empty_grids_turn_a_figure_off():
+    p = validate(with_ablation(temperatures=[], heads=[], batch_sizes=[], augment_pairs=["crop"]))
+    assert grid_points(p) == [Point("augment", "crop")]
+
+
+def test_a_point_changes_one_knob_of_the_base_and_takes_the_short_budget():
+    p = validate(shipped())
+    base = p.ablation.base
+    t = point_params(p, Point("temperature", 1.0))
+    assert (t.temperature, t.batch_size, t.head, t.augment) == (1.0, base.batch_size, base.head, base.augment)
+    assert (t.pretrain.epochs, t.pretrain.warmup_epochs) == (p.ablation.epochs, p.ablation.warmup_epochs)
+    assert t.pretrain.lr == p.pretrain.lr and t.linear_eval.epochs == p.ablation.linear_eval_epochs
+    a = point_params(p, Point("augment", "crop+color"))
+    assert [op.name for op in a.augment] == ["crop", "flip", "color", "grayscale"]
+    assert a.temperature == base.temperature
+    assert [op.name for op in augment_pair_ops("sobel+rotate")] == ["sobel", "rotate"]
+
+
+def test_points_keep_the_value_as_written_for_the_file_name():
+    assert parse_point("temperature", "1.0") == Point("temperature", 1.0, "1.0")
+    assert metrics_path(parse_point("augment", "crop+color")).as_posix() == "metrics/ablation/augment/crop+color.json"
+    assert metrics_path(Point("batch_size", 512)).as_posix() == "metrics/ablation/batch_size/512.json"
+    with pytest.raises(ParamsError, match="ablation point temperature = 'hot' is not allowed"):
+        parse_point("temperature", "hot")
+
+
+def test_dvc_yaml_declares_the_metrics_file_the_code_writes():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for grid, kind in GRIDS.items():
+        stage = stages[f"ablate_{kind}"]
+        (item,) = stage["matrix"]
+        assert stage["matrix"][item] == f"${{ablation.{grid}}}"
+        assert stage["cmd"] == f"python stages/ablate.py {kind} ${{item.{item}}}"
+        (declared,) = stage["metrics"][0]
+        assert declared == metrics_path(Point(kind, f"${{item.{item}}}")).as_posix()
+        assert not any(str(p).startswith(f"ablation.{grid}") for p in stage["params"])  # one point, not the list
+
+
+def test_one_point_end_to_end_and_a_bad_value_is_one_line(tmp_path):
+    raw = shipped()
+    raw["data"].update(source="npz", root=str(make_npz(tmp_path / "tiny.npz", n_train=96, n_test=40)))
+    raw["model"].update(width=4, head_hidden_dim=16, head_out_dim=8)
+    raw["ablation"].update(epochs=1, warmup_epochs=0, linear_eval_epochs=2, base={**raw["ablation"]["base"], "batch_size": 32})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    run(["simclr", "prepare"], tmp_path)
+    done = run(["simclr", "ablate", "augment", "sobel+rotate"], tmp_path)
+    m = json.loads((tmp_path / "metrics/ablation/augment/sobel+rotate.json").read_text())
+    assert {"top1_h", "top1_z", "knn_top1", "loss", "epochs", "test_images"} <= m.keys()
+    assert m["kind"] == "augment" and m["value"] == "sobel+rotate" and m["epochs"] == 1 and m["test_images"] == 40
+    assert "on one branch" in done.stdout
+    bad = run(["simclr", "ablate", "head", "deep"], tmp_path, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: ablation point head = 'deep' is not allowed; expected one of none, linear, mlp"
+    assert not (tmp_path / "metrics/ablation/head").exists()
+
+
+# ---- the readings are computed from the numbers ---------------------------------------------
+def frame(kind, values, top1, **extra):
+    return pd.DataFrame({kind: values, "top1_h": top1, **extra})
+
+
+def test_temperature_reading_follows_the_numbers():
+    agree = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000)
+    assert "highest at τ = 0.5 (55.0%)" in agree and "this run agrees" in agree
+    edge = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000)
+    assert "does not show that" in edge
+    noise = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000)
+    assert "within noise" in noise and "cannot tell" in noise
+
+
+def test_head_reading_follows_the_numbers():
+    paper = frame("head", ["none", "linear", "mlp"], [50.0, 56.0, 62.0], top1_z=[50.0, 45.0, 48.0])
+    text = R.read_heads(paper, 10000)
+    assert "matches this run" in text and "this run agrees" in text
+    reversed_ = frame("head", ["none", "linear", "mlp"], [62.0, 56.0, 50.0], top1_z=[62.0, 58.0, 55.0])
+    text = R.read_heads(reversed_, 10000)
+    assert "does not match this run" in text and "this run does not show it" in text
+
+
+def test_augment_matrix_and_reading():
+    rows = [{"value": "crop", "top1_h": 40.0}, {"value": "color", "top1_h": 38.0},
+            {"value": "crop+color", "top1_h": 55.0}, {"value": "color+crop", "top1_h": 50.0}]
+    table = R.augment_matrix(rows)
+    assert list(table.index) == ["crop", "color"] and table.loc["crop", "crop"] == 40.0
+    assert table.loc["crop", "color"] == 55.0 and table.loc["color", "crop"] == 50.0
+    assert "this run agrees on both" in R.read_augment(table, 10000)
+    rows[2]["top1_h"], rows[3]["top1_h"] = 30.0, 31.0
+    assert "does not show composition helping" in R.read_augment(R.augment_matrix(rows), 10000)
+
+
+def test_batch_size_reading_follows_the_numbers():
+    up = frame("batch_size", [32, 128, 512], [40.0, 45.0, 52.0], epochs=[4, 4, 4])
+    assert "this run agrees" in R.read_batch_size(up, 10000)
+    down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0], epochs=[4, 4, 4])
+    assert "this run does not" in R.read_batch_size(down, 10000)
+    assert "within noise" in R.read_batch_size(frame("batch_size", [32, 512], [45.0, 45.5], epochs=[4, 4]), 1000)

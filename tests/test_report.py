@@ -1,0 +1,111 @@
+"""The report stage on fixed stage outputs: every figure present, readable offline in Chromium."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, make_npz, run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FIGURES = ["metrics.png", "curves.png", "confusion.png", "view_pairs.png", "ablation_temperature.png",
+           "ablation_head.png", "ablation_augment.png", "ablation_batch_size.png"]
+
+
+def write_stage_outputs(root: Path) -> None:
+    """What prepare, pretrain, linear_eval and the ablate stages write, for a small run."""
+    m = root / "metrics"
+    (m / "ablation").mkdir(parents=True)
+    (m / "pretrain.json").write_text(json.dumps({"loss": 4.1, "epochs": 3, "images_per_second": 900.0,
+                                                 "wall_seconds": 12.0, "knn_top1": 31.0}))
+    (m / "pretrain_history.csv").write_text("epoch,step,loss,lr,knn_top1,images_per_second\n"
+                                            "1,3,4.9,0.5,,900\n2,6,4.5,1.0,28.0,900\n3,9,4.1,0.2,31.0,900\n")
+    (m / "linear_eval.json").write_text(json.dumps({"top1_h": 40.0, "top1_z": 35.0, "knn_top1": 31.0,
+                                                    "random_init_top1": 30.0, "random_init_knn_top1": 22.0}))
+    classes = ["airplane", "automobile", "bird"]
+    rows = ["actual,predicted"] + [f"{classes[i % 3]},{classes[(i * 7) % 3]}" for i in range(30)]
+    (m / "confusion.csv").write_text("\n".join(rows) + "\n")
+    points = {"temperature": {"0.1": 38.0, "0.5": 41.0, "1.0": 36.0}, "head": {"none": 33.0, "linear": 37.0, "mlp": 40.0},
+              "batch_size": {"32": 35.0, "512": 39.0},
+              "augment": {"crop": 34.0, "color": 30.0, "crop+color": 41.0, "color+crop": 39.0}}
+    for kind, values in points.items():
+        (m / "ablation" / kind).mkdir()
+        for value, top1 in values.items():
+            (m / "ablation" / kind / f"{value}.json").write_text(json.dumps(
+                {"kind": kind, "value": value, "top1_h": top1, "top1_z": top1 - 4, "knn_top1": top1 - 6, "loss": 4.3,
+                 "epochs": 4, "train_images": 96, "test_images": 30, "wall_seconds": 5.0}))
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"].update(source="npz", root=str(make_npz(root / "tiny.npz", n_train=96, n_test=30, classes=3,
+                                                         y_train=[i % 3 for i in range(96)],
+                                                         y_test=[i % 3 for i in range(30)])))
+    raw["ablation"].update(temperatures=[0.1, 0.5, 1.0], heads=["none", "linear", "mlp"], batch_sizes=[32, 512],
+                           augment_pairs=["crop", "color", "crop+color", "color+crop"])
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    run(["simclr", "prepare"], root)
+    write_stage_outputs(root)
+    run(["simclr", "report"], root)
+    return root / "reports"
+
+
+def test_report_has_every_figure_and_a_reading_for_each_ablation(report_dir):
+    assert sorted(p.name for p in (report_dir / "figures").iterdir()) == sorted(FIGURES)
+    md = (report_dir / "report.md").read_text()
+    for name in FIGURES:
+        assert f"(figures/{name})" in md
+    # each ablation reading is computed from the fixture's numbers
+    assert "highest at τ = 0.5 (41.0%)" in md
+    assert "Probing h: mlp 40.0%, linear 37.0%, none 33.0%" in md
+    assert "the best composition crop then color (41.0%)" in md
+    assert "from 35.0% at batch 32 to 39.0% at batch 512" in md
+    html = (report_dir / "index.html").read_text()
+    assert html.count('src="data:image/png;base64,') == len(FIGURES)
+
+
+def test_a_missing_ablation_point_is_one_clear_error(report_dir):
+    root = report_dir.parent
+    moved = root / "metrics/ablation/head/linear.json"
+    keep = moved.read_bytes()
+    moved.unlink()
+    try:
+        before = (report_dir / "index.html").read_bytes()
+        bad = run(["simclr", "report"], root, check=False)
+        assert bad.returncode == 2
+        assert bad.stderr.strip() == ("error: metrics/ablation/head/linear.json does not exist; "
+                                      "run the ablation stages before the report (dvc repro)")
+        assert (report_dir / "index.html").read_bytes() == before
+    finally:
+        moved.write_bytes(keep)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (`make test` installs it)")
+def test_index_html_renders_offline_in_headless_chromium(report_dir):
+    from playwright.sync_api import sync_playwright
+
+    index = report_dir / "index.html"
+    requests, failed = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.goto(index.as_uri(), wait_until="load")
+        images = page.evaluate("() => Array.from(document.images).map(i => ({src: i.src.slice(0, 21), "
+                               "loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))")
+        shot = Path(os.environ.get("SIMCLR_SCREENSHOT", report_dir.parent / "report.png"))
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert len(images) == len(FIGURES)
+    assert all(img["loaded"] and img["width"] > 100 for img in images), images
+    assert all(img["src"] == "data:image/png;base64" for img in images)
+    assert [u for u in requests if not u.startswith(("file://", "data:"))] == []  # nothing off the machine
+    assert failed == []
