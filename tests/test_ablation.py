@@ -139,3 +139,26 @@ def test_batch_size_reading_follows_the_numbers():
     down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0], epochs=[4, 4, 4])
     assert "this run does not" in R.read_batch_size(down, 10000)
     assert "within noise" in R.read_batch_size(frame("batch_size", [32, 512], [45.0, 45.5], epochs=[4, 4]), 1000)
+
+
+# ---- the cross-experiment view ----------------------------------------------------------------
+def test_experiments_table_from_dvc_exp_show_json():
+    """tests/data/dvc_exp_show.json: `dvc exp show --json` (dvc 3.67) after one `dvc exp run -S temperature=0.5`."""
+    from simclr.experiments import experiments_table
+
+    entries = json.loads((ROOT / "tests/data/dvc_exp_show.json").read_text())
+    table = experiments_table(entries)
+    assert list(table["experiment"]) == ["workspace", "master", "cauld-cony"]
+    assert list(table["baseline"]) == ["", "", "master"]
+    assert list(table.columns[2:3]) == ["temperature"]  # the only param that differs
+    assert list(table["temperature"]) == ["0.5", "0.2", "0.5"]
+    assert {"linear_eval:top1_h", "pretrain:loss"} <= set(table.columns)
+    assert "seed" in experiments_table(entries, all_params=True).columns
+
+
+def test_experiments_table_with_no_experiments_is_one_clear_error():
+    from simclr.errors import SimCLRError
+    from simclr.experiments import experiments_table
+
+    with pytest.raises(SimCLRError, match="lists no experiments with data; run `dvc exp run` first"):
+        experiments_table([{"rev": "workspace", "name": None, "data": None}])
