@@ -3,6 +3,7 @@
     python bench/repro_time.py            # print the row
     python bench/repro_time.py --write    # and append it to BENCHMARKS.md
     python bench/repro_time.py --in-place # time `dvc repro -f` in this checkout instead of a clone
+                                          # (its pretrain checkpoint is removed first: a full run)
 
 Uses the interpreter's environment (the project's .venv) for the stages, like `make repro`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,29 +22,36 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
-HEADER = ("| date | commit | wall (s) | pretrain (s) | epochs | top1_h | random_init_top1 | gain | knn_top1 | machine |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| date | commit | wall (s) | pretrain (s) | epochs | top1_h | random_init_top1 | gain | knn_top1 | "
+          "ablation points (s) | machine |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def timed_repro(repo: Path, env: dict) -> tuple[float, dict, dict]:
+def timed_repro(repo: Path, env: dict) -> tuple[float, dict, dict, str]:
     start = time.perf_counter()
     subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, check=True)
     wall = time.perf_counter() - start
-    return wall, json.loads((repo / "metrics/linear_eval.json").read_text()), json.loads((repo / "metrics/pretrain.json").read_text())
+    points = [json.loads(p.read_text()) for p in sorted((repo / "metrics/ablation").glob("*/*.json"))
+              if p.stat().st_mtime >= time.time() - wall]  # the points this repro wrote
+    ablation = f"{len(points)} points, {sum(p['wall_seconds'] for p in points):.0f}"
+    return (wall, json.loads((repo / "metrics/linear_eval.json").read_text()),
+            json.loads((repo / "metrics/pretrain.json").read_text()), ablation)
 
 
 def main(write: bool, in_place: bool) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     if in_place:
-        wall, le, pre = timed_repro(ROOT, env)
+        shutil.rmtree(ROOT / "checkpoints" / "pretrain", ignore_errors=True)  # else pretrain resumes, done
+        wall, le, pre, ablation = timed_repro(ROOT, env)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             clone = Path(tmp) / "clone"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-            wall, le, pre = timed_repro(clone, env)
+            wall, le, pre, ablation = timed_repro(clone, env)
     row = (f"| {today()} | {commit} | {wall:.0f} | {pre['wall_seconds']:.0f} | {pre['epochs']} | {le['top1_h']:.1f} | "
-           f"{le['random_init_top1']:.1f} | {le['top1_h'] - le['random_init_top1']:+.1f} | {le['knn_top1']:.1f} | {machine()} |")
+           f"{le['random_init_top1']:.1f} | {le['top1_h'] - le['random_init_top1']:+.1f} | {le['knn_top1']:.1f} | {ablation} | "
+           f"{machine()} |")
     emit("Default pipeline: `dvc repro -f` wall time (every stage runs; install excluded)", HEADER, [row], write)
 
 
