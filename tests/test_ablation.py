@@ -108,7 +108,9 @@ def test_temperature_reading_follows_the_numbers():
     agree = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000)
     assert "highest at τ = 0.5 (55.0%)" in agree and "this run agrees" in agree
     edge = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000)
-    assert "does not show that" in edge
+    assert edge.endswith("does not show that: the best τ is at the edge of the grid.")
+    close = R.read_temperature(frame("temperature", [0.1, 0.2, 1.0], [47.0, 46.5, 40.0]), 10000)
+    assert close.endswith("the best τ is at the edge of the grid, though within noise of τ = 0.2 (46.5%).")
     noise = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000)
     assert "within noise" in noise and "cannot tell" in noise
 
@@ -116,10 +118,11 @@ def test_temperature_reading_follows_the_numbers():
 def test_head_reading_follows_the_numbers():
     paper = frame("head", ["none", "linear", "mlp"], [50.0, 56.0, 62.0], top1_z=[50.0, 45.0, 48.0])
     text = R.read_heads(paper, 10000)
-    assert "matches this run" in text and "this run agrees" in text
-    reversed_ = frame("head", ["none", "linear", "mlp"], [62.0, 56.0, 50.0], top1_z=[62.0, 58.0, 55.0])
+    assert "mlp > linear holds (+6.0 points), linear > none holds (+6.0 points)" in text and "this run agrees" in text
+    reversed_ = frame("head", ["none", "linear", "mlp"], [62.0, 56.0, 55.5], top1_z=[62.0, 58.0, 57.0])
     text = R.read_heads(reversed_, 10000)
-    assert "does not match this run" in text and "this run does not show it" in text
+    assert "mlp > linear within noise (-0.5 points), linear > none is reversed (-6.0 points)" in text
+    assert "this run does not show it" in text
 
 
 def test_augment_matrix_and_reading():
@@ -129,6 +132,8 @@ def test_augment_matrix_and_reading():
     assert list(table.index) == ["crop", "color"] and table.loc["crop", "crop"] == 40.0
     assert table.loc["crop", "color"] == 55.0 and table.loc["color", "crop"] == 50.0
     assert "this run agrees on both" in R.read_augment(table, 10000)
+    only = R.augment_matrix(rows[:3])
+    assert "crop and colour is the only composition in this grid" in R.read_augment(only, 10000)
     rows[2]["top1_h"], rows[3]["top1_h"] = 30.0, 31.0
     assert "does not show composition helping" in R.read_augment(R.augment_matrix(rows), 10000)
 

@@ -62,7 +62,7 @@ def test_report_has_every_figure_and_a_reading_for_each_ablation(report_dir):
         assert f"(figures/{name})" in md
     # each ablation reading is computed from the fixture's numbers
     assert "highest at τ = 0.5 (41.0%)" in md
-    assert "Probing h: mlp 40.0%, linear 37.0%, none 33.0%" in md
+    assert "Probing h: mlp 40.0%, linear 37.0%, none 33.0%" in md and "linear > none within noise" in md
     assert "the best composition crop then color (41.0%)" in md
     assert "from 35.0% at batch 32 to 39.0% at batch 512" in md
     html = (report_dir / "index.html").read_text()
