@@ -37,12 +37,9 @@ import torch
 from simclr.atomic import write_text_atomic
 from simclr.errors import SimCLRError
 from simclr.params import (
-    HEADS,
+    KNOB_CHECKS,
     Params,
     ParamsError,
-    _choice,
-    _float,
-    _int,
     augment_pair_ops,
     parse_augment_pair,
 )
@@ -88,10 +85,9 @@ def _parse_point(kind: str, raw: str) -> Point:
             value: Any = number(raw)
         except ValueError:
             value = raw
-        checked = _float(key, value, 0.0, lo_open=True) if kind == "temperature" else _int(key, value, 2)
-        return Point(kind, checked, raw)
+        return Point(kind, KNOB_CHECKS[kind](key, value), raw)
     if kind == "head":
-        return Point(kind, _choice(key, raw, HEADS))
+        return Point(kind, KNOB_CHECKS[kind](key, raw))
     if kind == "augment":
         return Point(kind, parse_augment_pair(key, raw))
     raise ParamsError(f"ablation point kind {kind!r} is not allowed; expected one of {', '.join(GRIDS.values())}")

@@ -281,6 +281,15 @@ def _prob(key: str, v: Any) -> float:
     return _float(key, v, 0.0, 1.0)
 
 
+# The knobs the ablation grids vary: one check each, for the top level, ablation.base, the grids
+# and `simclr ablate`.
+KNOB_CHECKS = {
+    "temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),
+    "batch_size": lambda k, v: _int(k, v, 2),
+    "head": lambda k, v: _choice(k, v, HEADS),
+}
+
+
 _OPTION_CHECKS = {
     ("crop", "scale"): lambda k, v: _interval(k, v, 1e-3, 1.0),
     ("crop", "ratio"): lambda k, v: _interval(k, v, 0.1, 10.0),
@@ -449,9 +458,7 @@ def parse_ablation(raw: Any) -> AblationParams:
     except ParamsError as exc:  # name the key the value sits under
         raise ParamsError(str(exc).replace("params.yaml: augment", "params.yaml: ablation.base.augment", 1)) from None
     base = AblationBase(
-        temperature=_float("ablation.base.temperature", base_raw.get("temperature", b.temperature), 0.0, lo_open=True),
-        batch_size=_int("ablation.base.batch_size", base_raw.get("batch_size", b.batch_size), 2),
-        head=_choice("ablation.base.head", base_raw.get("head", b.head), HEADS),
+        **{k: KNOB_CHECKS[k](f"ablation.base.{k}", base_raw.get(k, getattr(b, k))) for k in KNOB_CHECKS},
         augment=ops,
         augment_spec=spec,
     )
@@ -461,10 +468,9 @@ def parse_ablation(raw: Any) -> AblationParams:
         train_images=_int("ablation.train_images", raw.get("train_images", d.train_images), 0),
         linear_eval_epochs=_int("ablation.linear_eval_epochs", raw.get("linear_eval_epochs", d.linear_eval_epochs), 1),
         base=base,
-        temperatures=_grid("ablation.temperatures", raw.get("temperatures", []),
-                           lambda k, v: _float(k, v, 0.0, lo_open=True)),
-        heads=_grid("ablation.heads", raw.get("heads", []), lambda k, v: _choice(k, v, HEADS)),
-        batch_sizes=_grid("ablation.batch_sizes", raw.get("batch_sizes", []), lambda k, v: _int(k, v, 2)),
+        temperatures=_grid("ablation.temperatures", raw.get("temperatures", []), KNOB_CHECKS["temperature"]),
+        heads=_grid("ablation.heads", raw.get("heads", []), KNOB_CHECKS["head"]),
+        batch_sizes=_grid("ablation.batch_sizes", raw.get("batch_sizes", []), KNOB_CHECKS["batch_size"]),
         augment_pairs=_grid("ablation.augment_pairs", raw.get("augment_pairs", []), parse_augment_pair),
     )
     if ab.warmup_epochs > ab.epochs:
@@ -489,9 +495,7 @@ def validate(raw: Any) -> Params:
         if key not in raw:
             raise ParamsError(f"params.yaml: {key} is missing; it is required ({', '.join(TOP_LEVEL)})")
     params = Params(
-        temperature=_float("temperature", raw["temperature"], 0.0, lo_open=True),
-        batch_size=_int("batch_size", raw["batch_size"], 2),
-        head=_choice("head", raw["head"], HEADS),
+        **{k: KNOB_CHECKS[k](k, raw[k]) for k in KNOB_CHECKS},
         augment=parse_augment(raw["augment"]),
         augment_spec=raw["augment"],
         seed=_int("seed", raw["seed"], 0, 2**31 - 1),
