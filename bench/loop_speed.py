@@ -97,11 +97,12 @@ def minimal_loop_pil(params, train_x: np.ndarray, epochs: int, workers: int) -> 
 
 
 def stage_loop(params, epochs: int) -> float:
-    p = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, epochs=epochs, knn_every=0,
-                                                                 warmup_epochs=min(params.pretrain.warmup_epochs, epochs)))
     with tempfile.TemporaryDirectory() as tmp:
+        p = dataclasses.replace(params, pretrain=dataclasses.replace(
+            params.pretrain, epochs=epochs, knn_every=0, warmup_epochs=min(params.pretrain.warmup_epochs, epochs),
+            checkpoint_dir=str(Path(tmp, "ck"))))
         out = Outputs(encoder=Path(tmp, "encoder.pt"), metrics=Path(tmp, "m.json"), history=Path(tmp, "h.csv"),
-                      checkpoints=Path(tmp, "ck"), prepared=ROOT / "data/prepared")
+                      prepared=ROOT / "data/prepared")
         start = time.perf_counter()
         pretrain(p, out)
         wall = time.perf_counter() - start

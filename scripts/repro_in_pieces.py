@@ -6,8 +6,8 @@ For machines with a wall-clock limit per job (SLURM, a shared box, a 10-minute C
 
 Each piece runs `dvc repro` in its own process group; at the limit the whole group gets
 SIGTERM (then SIGKILL), like a scheduler ending a job. The next piece resumes: the pretrain
-stage continues from checkpoints/pretrain/last.pt (same params and data), finished stages are
-skipped by DVC. Exits 0 when a piece completes the pipeline, 1 if it fails, 2 when out of pieces.
+stage continues from its last epoch's checkpoint in the store (pretrain.checkpoint_dir; same
+params, data and code), finished stages are skipped by DVC. Exits 0 when a piece completes the pipeline, 1 if it fails, 2 when out of pieces.
 """
 
 from __future__ import annotations

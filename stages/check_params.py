@@ -1,8 +1,26 @@
-"""DVC stage `check_params`: thin entry point; the work is `simclr check-params` (see simclr.cli)."""
+"""DVC stage `check_params`: validate the whole params.yaml before any other stage runs.
 
-import sys
+Every other stage depends on the stamp this writes, so a typo (`temprature`) stops `dvc repro`
+here with no output touched. The stamp is fixed text: it orders the stages and nothing more;
+each stage depends on its own params and on the code it runs (dvc.yaml).
+"""
 
-from simclr.cli import app
+from pathlib import Path
+
+import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
+import typer
+
+from simclr.atomic import write_text_atomic
+from simclr.entry import PARAMS, run_stage
+from simclr.params import load_params
+
+
+def main(params: Path = PARAMS, stamp: Path = typer.Option(None, help="file to write on success")):
+    load_params(params)
+    if stamp is not None:
+        write_text_atomic(stamp, "params.yaml validated\n")
+    print(f"{params}: ok")
+
 
 if __name__ == "__main__":
-    app(["check-params", *sys.argv[1:]], prog_name="stages/check_params.py")
+    run_stage(main)

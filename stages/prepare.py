@@ -1,8 +1,19 @@
-"""DVC stage `prepare`: thin entry point; the work is `simclr prepare` (see simclr.cli)."""
+"""DVC stage `prepare`: the configured data source -> data/prepared/ (uint8 arrays + manifest
+with class names, per-class counts and each array's sha256), written atomically."""
 
-import sys
+from pathlib import Path
 
-from simclr.cli import app
+import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
+import typer
+
+from simclr.data import prepare
+from simclr.entry import PARAMS, run_stage
+from simclr.params import load_params
+
+
+def main(params: Path = PARAMS, out: Path = typer.Option(Path("data/prepared"), help="output folder")):
+    print(prepare(load_params(params).data, out))
+
 
 if __name__ == "__main__":
-    app(["prepare", *sys.argv[1:]], prog_name="stages/prepare.py")
+    run_stage(main)

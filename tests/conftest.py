@@ -48,7 +48,8 @@ def git_identity_env(home: Path) -> dict:
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "data/cifar10-sample", "pyproject.toml", ".gitignore"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "stages", "src", "data/cifar10-sample", "metrics/ablation/README.md",
+                 "pyproject.toml", ".gitignore"]
 
 
 def copy_project(dest: Path) -> Path:

@@ -40,10 +40,12 @@ def project(tmp_path, **top):
     return repo
 
 
-def test_the_pretrain_stage_runs_on_two_cpu_processes(tmp_path):
+def test_the_pretrain_stage_starts_its_two_processes_itself(tmp_path):
+    """`pretrain.num_processes: 2` is all it takes: the stage launches torchrun (no Accelerate config read)."""
     repo = project(tmp_path)
-    proc = torchrun(["stages/pretrain.py"], repo)
+    proc = run(["python", "stages/pretrain.py"], repo, timeout=300)
     text = proc.stdout + proc.stderr
+    assert "pretrain: launching 2 processes: torchrun --standalone --nproc_per_node 2 stages/pretrain.py" in text
     assert "global batch 32 (2 x 16)" in text
     assert "notice: SyncBatchNorm not used on cpu" in text
     metrics = json.loads((repo / "metrics/pretrain.json").read_text())
@@ -57,7 +59,8 @@ def test_a_stalled_rank_fails_the_run_within_the_timeout(tmp_path):
     raw["pretrain"]["dist_timeout_seconds"] = 10
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     start = time.monotonic()
-    proc = torchrun(["stages/pretrain.py"], repo, env={"SIMCLR_STALL_RANK_AT_STEP": "1:3"}, check=False, timeout=240)
+    fault = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": "stall:1:3"}  # rank 1 hangs before step 3
+    proc = torchrun(["stages/pretrain.py"], repo, env=fault, check=False, timeout=240)
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert elapsed < 120, f"took {elapsed:.0f}s"

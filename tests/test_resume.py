@@ -1,30 +1,55 @@
-"""Checkpoint/resume and faults of the pretrain stage (1 process, CPU: exact equality)."""
+"""Checkpoint/resume and faults of the pretrain stage (1 process, CPU: exact equality).
 
+Faults are injected from outside the production code: tests/faults/sitecustomize.py, put on
+PYTHONPATH, patches simclr.pretrain in the stage's own process (SIGKILL after an epoch's
+checkpoint, a NaN loss, a NaN gradient).
+"""
+
+import fcntl
 import json
+import os
 
 import pytest
 import torch
 import yaml
 
-from conftest import copy_project, make_npz, run, tiny_params
+from conftest import ROOT, copy_project, make_npz, run, tiny_params
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
 STEPS_PER_EPOCH = 128 // 32
+RESUMING = "resuming from .simclr/checkpoints/"
 
 
-def project(path, **top):
+def project(path, **pretrain):
     repo = copy_project(path)
     make_npz(repo / "data/tiny.npz", n_train=128, n_test=40)
-    raw = tiny_params(repo, **top)
-    raw["pretrain"]["epochs"] = EPOCHS
+    raw = tiny_params(repo)
+    raw["pretrain"].update(epochs=EPOCHS, **pretrain)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     run(["simclr", "prepare"], repo)
     return repo
 
 
-def pretrain(repo, env=None, check=True):
-    return run(["python", "stages/pretrain.py"], repo, env, check=check)
+def set_params(repo, update):
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    update(raw)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+
+
+def pretrain(repo, fault=None, check=True):
+    env = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": fault} if fault else None
+    proc = run(["python", "stages/pretrain.py"], repo, env, check=check)
+    proc.text = proc.stdout + proc.stderr
+    return proc
+
+
+def checkpoints(repo):
+    """{fingerprint: epochs in its checkpoint (None: folder without one)} of the repo's store."""
+    store = repo / ".simclr/checkpoints"
+    folders = sorted(p for p in store.iterdir() if p.is_dir()) if store.is_dir() else []
+    return {f.name: (torch.load(f / "last.pt", weights_only=True)["epoch"] if (f / "last.pt").exists() else None)
+            for f in folders}
 
 
 def encoder_tensors(repo):
@@ -32,55 +57,160 @@ def encoder_tensors(repo):
     return {f"{part}.{k}": v for part in ("encoder", "head") for k, v in blob[part].items()}
 
 
+def assert_same_weights(a, b):
+    a, b = encoder_tensors(a), encoder_tensors(b)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # exact on CPU: same ops, same order, same seeds
+
+
 def metrics(repo):
     m = json.loads((repo / "metrics/pretrain.json").read_text())
     return {k: m[k] for k in ("loss", "epochs", "knn_top1")}
 
 
-def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
-    straight = project(tmp_path / "straight")
-    pretrain(straight)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """One uninterrupted run, the reference the resumed runs must equal."""
+    repo = project(tmp_path_factory.mktemp("straight") / "p")
+    pretrain(repo)
+    return repo
+
+
+def test_killed_run_resumes_to_the_same_weights_and_metrics_and_leaves_no_checkpoint(tmp_path, straight):
+    assert checkpoints(straight) == {}  # the finished run's checkpoint is gone: DVC's cache holds the result
 
     killed = project(tmp_path / "killed")
-    proc = pretrain(killed, env={"SIMCLR_KILL_AFTER_EPOCH": "2"}, check=False)
+    proc = pretrain(killed, fault="kill-after-epoch:2", check=False)
     assert proc.returncode == -9  # SIGKILL, like a preempted job
     assert not (killed / "models/encoder.pt").exists()
+    assert list(checkpoints(killed).values()) == [2]
     resumed = pretrain(killed)
-    assert "resuming from checkpoints/pretrain/last.pt: 2 epoch(s) done" in resumed.stdout + resumed.stderr
-
-    a, b = encoder_tensors(straight), encoder_tensors(killed)
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k  # exact on CPU: same ops, same order, same seeds
+    assert RESUMING in resumed.text and ": 2 epoch(s) done" in resumed.text
+    assert_same_weights(straight, killed)
     assert metrics(straight) == metrics(killed)
+    assert checkpoints(killed) == {}
 
 
-def test_changed_temperature_does_not_resume(tmp_path):
-    repo = project(tmp_path / "p", temperature=0.5)
-    pretrain(repo)
-    first = metrics(repo)
-    raw = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump({**raw, "temperature": 0.2}))
+def test_keys_that_do_not_train_leave_the_weights_bit_identical(tmp_path, straight):
+    """The pretrain keys outside dvc.yaml's params (simclr.params.PRETRAIN_RUNTIME_KEYS) change nothing trained."""
+    repo = project(tmp_path / "p", knn_every=0, knn_k=5, knn_temperature=0.5, dist_timeout_seconds=30,
+                   checkpoint_dir=str(tmp_path / "elsewhere"))
     proc = pretrain(repo)
-    text = proc.stdout + proc.stderr
-    assert "was written under other params or data; not resuming, starting fresh" in text
-    assert "resuming from" not in text
-    second = metrics(repo)
-    assert second["epochs"] == EPOCHS and second["loss"] != first["loss"]
-    assert torch.load(repo / "checkpoints/pretrain/last.pt", weights_only=True)["epoch"] == EPOCHS
+    assert f"checkpoints in {tmp_path / 'elsewhere'}/" in proc.text
+    assert_same_weights(straight, repo)
+    assert metrics(repo)["loss"] == metrics(straight)["loss"]
+
+
+def test_changed_params_or_code_never_resume_a_checkpoint(tmp_path):
+    repo = project(tmp_path / "p")
+    set_params(repo, lambda raw: raw.update(temperature=0.5))
+    pretrain(repo, fault="kill-after-epoch:1", check=False)
+    (interrupted,) = checkpoints(repo)
+
+    # other params: a fresh start under its own fingerprint; the interrupted run's checkpoint stays
+    set_params(repo, lambda raw: raw.update(temperature=0.2))
+    proc = pretrain(repo)
+    assert RESUMING not in proc.text and f"epoch 1/{EPOCHS}" in proc.text
+    assert checkpoints(repo) == {interrupted: 1}
+    listing = run(["simclr", "checkpoints"], repo).stdout
+    assert f"| {interrupted} | 1/{EPOCHS} |" in listing and "interrupted: resumes on the next run" in listing
+
+    # a comment does not count as a code change: the interrupted run resumes...
+    set_params(repo, lambda raw: raw.update(temperature=0.5))
+    loss_py = repo / "src/simclr/loss.py"
+    original = loss_py.read_text()
+    loss_py.write_text(original + "\n# a comment changes nothing that runs\n")
+    pretrain(repo, fault="kill-after-epoch:2", check=False)
+    assert checkpoints(repo) == {interrupted: 2}
+    # ...a statement does: a fresh start, never a mix of two code versions
+    loss_py.write_text(original + "\n_UNUSED = 1\n")
+    proc = pretrain(repo)
+    assert RESUMING not in proc.text and f"epoch 1/{EPOCHS}" in proc.text
+    assert checkpoints(repo) == {interrupted: 2}  # that one belongs to the old code; listed, not resumed
+    assert run(["simclr", "checkpoints", "--remove-all"], repo).stdout.strip() == (
+        f"removed .simclr/checkpoints/{interrupted}")
+    assert checkpoints(repo) == {}
+
+
+def test_a_second_process_on_the_same_run_stops_instead_of_writing_its_checkpoint(tmp_path):
+    repo = project(tmp_path / "p")
+    pretrain(repo, fault="kill-after-epoch:1", check=False)
+    ((fingerprint, _),) = checkpoints(repo).items()
+    folder = repo / ".simclr/checkpoints" / fingerprint
+    before = (folder / "last.pt").read_bytes()
+    fd = os.open(folder / "lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what the first process holds while it trains
+    try:
+        proc = pretrain(repo, check=False)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: pid ")
+    assert "is already training this exact configuration" in proc.stderr
+    assert (folder / "last.pt").read_bytes() == before and not (repo / "models/encoder.pt").exists()
+    assert RESUMING in pretrain(repo).text  # once the lock is free, the run resumes
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     repo = project(tmp_path / "p")
     bad_step = STEPS_PER_EPOCH + 2  # in epoch 2, after epoch 1's checkpoint
-    proc = pretrain(repo, env={"SIMCLR_INJECT_NAN_AT_STEP": str(bad_step)}, check=False)
+    proc = pretrain(repo, fault=f"nan-loss:{bad_step}", check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith(f"error: loss is nan at step {bad_step} (epoch 2); stopped.")
-    assert "checkpoints/pretrain/last.pt, 1 epoch(s)) is kept" in lines[-1]
-    ckpt = torch.load(repo / "checkpoints/pretrain/last.pt", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["step"] == STEPS_PER_EPOCH
+    assert "1 epoch(s)) is kept" in lines[-1]
+    assert list(checkpoints(repo).values()) == [1]
     assert not (repo / "models/encoder.pt").exists()
     # and the run goes on from it once the fault is gone
-    proc = pretrain(repo)
-    assert "resuming from checkpoints/pretrain/last.pt: 1 epoch(s) done" in proc.stdout + proc.stderr
+    assert RESUMING in pretrain(repo).text
+
+
+def test_a_nan_gradient_with_a_finite_loss_stops_before_the_step_reaches_a_checkpoint(tmp_path):
+    repo = project(tmp_path / "p")
+    bad_step = 2 * STEPS_PER_EPOCH  # the last step of epoch 2: without the check, epoch 2's checkpoint holds NaN
+    proc = pretrain(repo, fault=f"nan-grad:{bad_step}", check=False)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: gradient norm is nan at step {bad_step} (epoch 2) with a finite loss (")
+    assert "stopped before the step" in line and "1 epoch(s)) is kept" in line
+    ((fingerprint, epochs),) = checkpoints(repo).items()
+    assert epochs == 1
+    blob = torch.load(repo / ".simclr/checkpoints" / fingerprint / "last.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in blob["model"].values())
+
+
+def test_resume_with_torch_compile(tmp_path):
+    """The checkpoint holds the module as built, not torch.compile's wrapper (keys without `_orig_mod.`)."""
+    straight = project(tmp_path / "straight", compile=True)
+    pretrain(straight)
+    killed = project(tmp_path / "killed", compile=True)
+    pretrain(killed, fault="kill-after-epoch:1", check=False)
+    ((fingerprint, _),) = checkpoints(killed).items()
+    keys = torch.load(killed / ".simclr/checkpoints" / fingerprint / "last.pt", weights_only=True)["model"]
+    assert keys and not any("_orig_mod" in k for k in keys)
+    assert RESUMING in pretrain(killed).text
+    assert_same_weights(straight, killed)
+
+
+@pytest.mark.parametrize("damage, stage, start", [
+    ("models/encoder.pt", ["python", "stages/linear_eval.py"],
+     ("error: models/encoder.pt is not a readable encoder file (UnpicklingError: corrupt, truncated or not written "
+      "by this pipeline); restore it with `dvc checkout models/encoder.pt` or retrain with `dvc repro -f pretrain`")),
+    ("data/prepared/train_x.npy", ["python", "stages/linear_eval.py"],
+     ("error: data/prepared/train_x.npy does not match its checksum in data/prepared/manifest.json; "
+      "rerun the prepare stage (dvc repro prepare)")),
+    ("data/prepared/train_x.npy", ["python", "stages/ablate.py", "head", "mlp"],  # reads without checksums first
+     "error: data/prepared/train_x.npy is not a readable .npy file (ValueError); rerun the prepare stage"),
+    ("data/prepared/manifest.json", ["python", "stages/pretrain.py"],
+     "error: data/prepared/manifest.json is malformed (UnicodeDecodeError); rerun the prepare stage"),
+])
+def test_an_unreadable_file_is_one_line_naming_it_and_what_to_run(tmp_path, damage, stage, start):
+    repo = project(tmp_path / "p")
+    (repo / damage).parent.mkdir(parents=True, exist_ok=True)
+    (repo / damage).write_bytes(b"\x80\x04garbage, not what this file should hold")
+    proc = run(stage, repo, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(start), proc.stderr
+    assert "weights_only" not in proc.stderr

@@ -38,10 +38,12 @@ from simclr.atomic import write_text_atomic
 from simclr.errors import SimCLRError
 from simclr.params import (
     KNOB_CHECKS,
+    LinearEvalParams,
     Params,
     ParamsError,
     augment_pair_ops,
     parse_augment_pair,
+    training_param_keys,
 )
 
 METRICS_DIR = Path("metrics/ablation")
@@ -93,6 +95,14 @@ def _parse_point(kind: str, raw: str) -> Point:
     raise ParamsError(f"ablation point kind {kind!r} is not allowed; expected one of {', '.join(GRIDS.values())}")
 
 
+# The keys of pretrain / linear_eval that a point sets itself (point_params): not its dependencies.
+POINT_OVERRIDES = {
+    "pretrain": {"epochs": "ablation.epochs", "warmup_epochs": "ablation.warmup_epochs", "knn_every": 0,
+                 "num_processes": 1},
+    "linear_eval": {"epochs": "ablation.linear_eval_epochs"},
+}
+
+
 def point_params(params: Params, point: Point) -> Params:
     """The full configuration of a point: ablation.base with the point's knob, the short budget."""
     ab, base = params.ablation, params.ablation.base
@@ -102,10 +112,24 @@ def point_params(params: Params, point: Point) -> Params:
         knobs.update(augment=augment_pair_ops(point.value), augment_spec=point.value)
     else:
         knobs[point.kind] = point.value
-    pretrain = dataclasses.replace(params.pretrain, epochs=ab.epochs, warmup_epochs=ab.warmup_epochs, knn_every=0,
-                                   num_processes=1)
-    linear_eval = dataclasses.replace(params.linear_eval, epochs=ab.linear_eval_epochs)
+
+    def override(group: str) -> dict:
+        return {k: getattr(ab, v.removeprefix("ablation.")) if isinstance(v, str) else v
+                for k, v in POINT_OVERRIDES[group].items()}
+
+    pretrain = dataclasses.replace(params.pretrain, **override("pretrain"))
+    linear_eval = dataclasses.replace(params.linear_eval, **override("linear_eval"))
     return dataclasses.replace(params, pretrain=pretrain, linear_eval=linear_eval, **knobs)
+
+
+def point_param_keys() -> list[str]:
+    """The params.yaml keys a point depends on: the ablation stages' params in dvc.yaml."""
+    trains = [k.removeprefix("pretrain.") for k in training_param_keys() if k.startswith("pretrain.")]
+    pretrain = [f"pretrain.{k}" for k in trains if k not in POINT_OVERRIDES["pretrain"]]
+    linear_eval = [f"linear_eval.{f.name}" for f in dataclasses.fields(LinearEvalParams)
+                   if f.name not in POINT_OVERRIDES["linear_eval"]]
+    return ["seed", "model", "data.image_size", "ablation.epochs", "ablation.warmup_epochs", "ablation.train_images",
+            "ablation.linear_eval_epochs", "ablation.base", *pretrain, *linear_eval]
 
 
 def run_point(params: Params, point: Point, prepared: Path = Path("data/prepared"),
@@ -132,8 +156,8 @@ def run_point(params: Params, point: Point, prepared: Path = Path("data/prepared
     with tempfile.TemporaryDirectory(prefix="simclr-ablation-") as tmp:
         tmp = Path(tmp)
         pre = pretrain(p, Outputs(encoder=tmp / "encoder.pt", metrics=tmp / "pretrain.json",
-                                  history=tmp / "history.csv", checkpoints=None, prepared=prepared),
-                       train_images=params.ablation.train_images, view_policies=views)
+                                  history=tmp / "history.csv", prepared=prepared),
+                       train_images=params.ablation.train_images, view_policies=views, checkpoints=False)
         model = load_encoder(tmp / "encoder.pt")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)

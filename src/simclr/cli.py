@@ -1,55 +1,27 @@
-"""``simclr``: the pipeline's commands. ``stages/*.py`` (what dvc.yaml runs) call these too.
+"""``simclr``: the pipeline's commands. ``stages/*.py`` (what dvc.yaml runs) call the same functions.
 
 Every command reads params.yaml once through ``simclr.params.load_params`` (validated before
 any work) and turns a :class:`simclr.errors.SimCLRError` into one ``error: ...`` line on
-stderr and exit status 2, leaving its outputs as they were.
+stderr and exit status 2, leaving its outputs as they were (``simclr.entry``).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
 from pathlib import Path
 
 import typer
 
-from simclr.errors import SimCLRError
+from simclr.entry import PARAMS, user_errors
 from simclr.params import load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
-PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
-
-EXIT_USER_ERROR = 2
-
-
-def _fail(message: str) -> None:
-    if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate only rank 0 speaks
-        print(f"error: {message}", file=sys.stderr, flush=True)
-    raise typer.Exit(EXIT_USER_ERROR)
-
-
-def user_errors(fn):
-    """Run a command; a SimCLRError becomes one stderr line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SimCLRError as exc:
-            _fail(str(exc))
-
-    return wrapper
 
 
 @app.command("check-params")
 @user_errors
-def check_params(params: Path = PARAMS, stamp: Path = typer.Option(None, help="file to write on success")):
-    """Validate params.yaml; with --stamp, write a fixed marker file that later stages depend on."""
+def check_params(params: Path = PARAMS):
+    """Validate params.yaml (every key and value) and say so."""
     load_params(params)
-    if stamp is not None:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text("params.yaml validated\n")
     print(f"{params}: ok")
 
 
@@ -57,22 +29,18 @@ def check_params(params: Path = PARAMS, stamp: Path = typer.Option(None, help="f
 @user_errors
 def prepare(params: Path = PARAMS, out: Path = typer.Option(Path("data/prepared"), help="output folder")):
     """Read the configured data source and write data/prepared/ (uint8 arrays + manifest)."""
-    from simclr.data import load_source, write_prepared
+    from simclr.data import prepare as run
 
-    p = load_params(params)
-    manifest = write_prepared(load_source(p.data), out)
-    counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
-    print(f"prepare: {p.data.source} -> {out}: {counts['train']} train, {counts['test']} test, "
-          f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}")
+    print(run(load_params(params).data, out))
 
 
 @app.command()
 @user_errors
 def pretrain(params: Path = PARAMS):
-    """Contrastive pretraining (run under `accelerate launch` or `torchrun` for several processes)."""
-    from simclr.pretrain import pretrain as run
+    """Contrastive pretraining; starts pretrain.num_processes processes (torchrun) unless launched already."""
+    from simclr.pretrain import launch_pretrain
 
-    run(load_params(params))
+    launch_pretrain(params)
 
 
 @app.command("linear-eval")
@@ -125,6 +93,38 @@ def experiments(
     print(text)
     if out is not None:
         write_text_atomic(out, text + "\n")
+
+
+@app.command()
+@user_errors
+def checkpoints(
+    params: Path = PARAMS,
+    remove: list[str] = typer.Option([], "--remove", help="delete this run's checkpoint (repeat the option)"),
+    remove_all: bool = typer.Option(False, "--remove-all", help="delete every checkpoint not in use"),
+):
+    """List the pretrain checkpoint store (pretrain.checkpoint_dir): runs interrupted and not yet resumed."""
+    from simclr.checkpoint import list_runs, remove_run, store_path
+
+    store = store_path(load_params(params).pretrain.checkpoint_dir)
+    runs = list_runs(store)
+    targets = [r["fingerprint"] for r in runs if not r["in_use"]] if remove_all else remove
+    for fingerprint in targets:
+        remove_run(store, fingerprint)
+        print(f"removed {store / fingerprint}")
+    if targets:
+        return
+    if not runs:
+        print(f"{store}: no checkpoints (a run's checkpoint is removed once its outputs are written)")
+        return
+    print(f"{store}:")
+    print("| fingerprint | epochs | updated | size | state | encoder | batch | temperature | head |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        c = r.get("config", {})
+        state = f"training ({r.get('holder', '?')})" if r["in_use"] else "interrupted: resumes on the next run"
+        print(f"| {r['fingerprint']} | {r.get('epochs_done', '?')}/{c.get('pretrain', {}).get('epochs', '?')} | "
+              f"{r.get('updated', '?')} | {r['bytes'] / 1e6:.1f} MB | {state} | {c.get('model', {}).get('encoder', '?')} | "
+              f"{c.get('batch_size', '?')} | {c.get('temperature', '?')} | {c.get('head', '?')} |")
 
 
 def main() -> None:

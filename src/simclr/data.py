@@ -254,29 +254,38 @@ def load_prepared(prepared_dir: str | Path = "data/prepared", verify: bool = Tru
     """Memory-map a prepared dataset; checks the manifest's shapes and (by default) checksums."""
     d = Path(prepared_dir)
     manifest_path = d / "manifest.json"
+    rerun = "rerun the prepare stage (dvc repro prepare)"
     if not manifest_path.is_file():
         raise DataError(f"{manifest_path} does not exist; run the prepare stage first (dvc repro prepare)")
     try:
         manifest = json.loads(manifest_path.read_text())
         files = manifest["files"]
         class_names = list(manifest["class_names"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"{manifest_path} is malformed ({type(exc).__name__}: {exc}); rerun the prepare stage") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{manifest_path} is malformed ({type(exc).__name__}); {rerun}") from None
     arrays = {}
     for name, info in files.items():
         path = d / name
         if not path.is_file():
-            raise DataError(f"{path} is missing; rerun the prepare stage")
+            raise DataError(f"{path} is missing; {rerun}")
         if verify and sha256_file(path) != info["sha256"]:
-            raise DataError(f"{path} does not match its checksum in {manifest_path}; rerun the prepare stage")
+            raise DataError(f"{path} does not match its checksum in {manifest_path}; {rerun}")
         try:
             arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{path} is not a readable .npy file ({exc}); rerun the prepare stage") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a readable .npy file ({type(exc).__name__}); {rerun}") from None
         if list(arrays[name].shape) != info["shape"]:
-            raise DataError(f"{path} has shape {arrays[name].shape}; the manifest says {info['shape']}")
+            raise DataError(f"{path} has shape {arrays[name].shape}; the manifest says {info['shape']}; {rerun}")
     splits = {
         s: check_arrays(arrays[f"{s}_x.npy"], np.asarray(arrays[f"{s}_y.npy"]), len(class_names), str(d / f"{s}_*.npy"))
         for s in SPLITS
     }
     return Dataset(train=splits["train"], test=splits["test"], class_names=class_names, source=manifest["source"])
+
+
+def prepare(params: DataParams, out: str | Path = "data/prepared") -> str:
+    """The prepare stage: read the source, write the prepared layout; returns a one-line summary."""
+    manifest = write_prepared(load_source(params), out)
+    counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
+    return (f"prepare: {params.source} -> {out}: {counts['train']} train, {counts['test']} test, "
+            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}")

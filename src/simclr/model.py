@@ -11,6 +11,7 @@ any device without distributed setup.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,20 @@ def load_encoder(path: str | Path = "models/encoder.pt", map_location: str | tor
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; run the pretrain stage first (dvc repro pretrain)")
+    rerun = "restore it with `dvc checkout models/encoder.pt` or retrain with `dvc repro -f pretrain`"
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable encoder file ({type(exc).__name__}: {exc})") from None
+        with warnings.catch_warnings():  # torch warns about what it finds in a damaged file; the error says it
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch's own text advises an unsafe load (weights_only=False): never pass it on
+        raise CheckpointError(f"{path} is not a readable encoder file ({type(exc).__name__}: corrupt, truncated "
+                              f"or not written by this pipeline); {rerun}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file; rerun the pretrain stage")
-    model = SimCLRModel(ModelConfig(**blob["config"]))
-    model.encoder.load_state_dict(blob["encoder"])
-    model.head.load_state_dict(blob["head"])
+        raise CheckpointError(f"{path} is not a {FORMAT} file; {rerun}")
+    try:
+        model = SimCLRModel(ModelConfig(**blob["config"]))
+        model.encoder.load_state_dict(blob["encoder"])
+        model.head.load_state_dict(blob["head"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is a damaged {FORMAT} file ({type(exc).__name__}); {rerun}") from None
     return model

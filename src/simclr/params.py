@@ -9,8 +9,6 @@ naming the key, the value and what is allowed. This module does not import torch
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +122,14 @@ class PretrainParams:
     knn_k: int = 200
     knn_temperature: float = 0.1
     dist_timeout_seconds: int = 120
+    checkpoint_dir: str = ".simclr/checkpoints"
+
+
+# The pretrain keys that do not change the trained weights: how the run is watched (the kNN
+# monitor), how long a hung process is waited for, where checkpoints are kept. They are not
+# dependencies of the pretrain stage (dvc.yaml) nor part of its checkpoint fingerprint, so
+# changing one neither retrains nor discards a checkpoint; it takes effect the next time it trains.
+PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_seconds", "checkpoint_dir")
 
 
 @dataclass(frozen=True)
@@ -191,12 +197,20 @@ class Params:
         base["augment"] = base.pop("augment_spec")
         return out
 
-    def fingerprint(self, *sections: str) -> str:
-        """sha256 of the named top-level keys / groups; identifies a run's configuration."""
+    def training_config(self) -> dict[str, Any]:
+        """Everything in params that determines pretraining's weights, resolved: the augment ops
+        with their options (not a preset's name, whose ops live in this module)."""
         d = self.to_dict()
-        chosen = {k: d[k] for k in sections} if sections else d
-        blob = json.dumps(chosen, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return {
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "batch_size": self.batch_size,
+            "head": self.head,
+            "augment": [{op.name: op.options} for op in self.augment],
+            "model": d["model"],
+            "data.image_size": self.data.image_size,
+            "pretrain": {k: v for k, v in d["pretrain"].items() if k not in PRETRAIN_RUNTIME_KEYS},
+        }
 
 
 TOP_LEVEL = ("temperature", "batch_size", "head", "augment", "seed")
@@ -212,6 +226,12 @@ GROUPS = {
 # --------------------------------------------------------------------------------------------
 # value checkers: each returns the typed value or raises ParamsError naming key/value/allowed
 # --------------------------------------------------------------------------------------------
+def training_param_keys() -> list[str]:
+    """The params.yaml keys :meth:`Params.training_config` reads: the pretrain stage's params in dvc.yaml."""
+    pretrain = [f"pretrain.{f.name}" for f in dataclasses.fields(PretrainParams) if f.name not in PRETRAIN_RUNTIME_KEYS]
+    return ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size", *pretrain]
+
+
 def _fail(key: str, value: Any, allowed: str) -> None:
     raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
 
@@ -389,6 +409,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "pretrain.knn_k": lambda k, v: _int(k, v, 1),
     "pretrain.knn_temperature": lambda k, v: _float(k, v, 0.0, lo_open=True),
     "pretrain.dist_timeout_seconds": lambda k, v: _int(k, v, 10),
+    "pretrain.checkpoint_dir": _str,
     "linear_eval.epochs": lambda k, v: _int(k, v, 1),
     "linear_eval.lr": lambda k, v: _float(k, v, 0.0, lo_open=True),
     "linear_eval.batch_size": lambda k, v: _int(k, v, 1),

@@ -1,0 +1,214 @@
+"""Per-epoch pretraining checkpoints, kept in a store outside DVC's outputs.
+
+DVC never run-caches a stage with a ``persist`` output (dvc/stage/cache.py), so checkpoints
+are not an output of the pretrain stage. They live in a store (``pretrain.checkpoint_dir``),
+one folder per *fingerprint* of the run::
+
+    <store>/<fingerprint>/last.pt    the training state after the last finished epoch
+    <store>/<fingerprint>/run.json   what the fingerprint stands for, epochs done, who trains it
+    <store>/<fingerprint>/lock       flock'ed by the process that trains this fingerprint
+
+* The fingerprint covers everything that determines the trained weights: the resolved training
+  params (:meth:`simclr.params.Params.training_config`), the prepared data (its manifest holds
+  each array's sha256), the code (:func:`simclr.sources.source_digest` of every project module the
+  training imports; comments and formatting excluded), the number of processes, the device type
+  and the torch version. Only a run with the same fingerprint resumes a checkpoint, so a resumed
+  run never mixes two code versions or two configurations.
+* One process trains a fingerprint at a time: a second one (another queue worker, a second
+  terminal) stops with an error instead of writing the same checkpoint. The lock is an
+  ``flock``, released by the kernel when its process dies, so a killed run leaves no stale lock
+  (``flock`` is unreliable on some network file systems: keep the store on a local disk).
+* A checkpoint serves an interrupted run only: once the stage's outputs are written the folder
+  is removed. DVC's cache holds the result from then on, and ``dvc repro -f pretrain`` trains
+  from epoch 1. Folders of runs that were interrupted and never resumed stay until removed:
+  ``simclr checkpoints`` lists them, ``simclr checkpoints --remove`` deletes them.
+
+A relative ``checkpoint_dir`` is taken from ``$DVC_ROOT``, which DVC sets for every stage
+command: the project root, and for ``dvc exp run --queue`` / ``--temp`` the project the experiment
+was started from, not its temporary copy. A queued or temporary experiment that failed therefore
+resumes when it is run again.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from simclr.atomic import torch_save_atomic, write_text_atomic
+from simclr.errors import CheckpointError
+
+CHECKPOINT = "last.pt"
+INFO = "run.json"
+LOCK = "lock"
+
+
+def store_path(setting: str) -> Path:
+    """The store folder for a ``pretrain.checkpoint_dir`` value (``~`` and ``$VARS`` expanded)."""
+    path = Path(os.path.expandvars(os.path.expanduser(setting)))
+    return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or ".") / path
+
+
+def run_fingerprint(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainingState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed
+    train_seconds: float = 0.0  # time in training steps, all pieces of the run
+    wall_seconds: float = 0.0  # wall time of the completed epochs, all pieces
+    history: list[dict] = field(default_factory=list)
+
+
+def training_blob(state: TrainingState, model: torch.nn.Module, optimizer, scaler) -> dict:
+    """Everything a resumed run needs to continue exactly: tensors and plain values only.
+
+    ``model`` is the module as built, never the Accelerate/torch.compile wrapper (whose keys
+    carry ``module.`` / ``_orig_mod.``); ``scaler`` is fp16's GradScaler or None.
+    """
+    return {
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_seconds": state.train_seconds,
+        "wall_seconds": state.wall_seconds,
+        "history": state.history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+    }
+
+
+def training_state(blob: dict) -> TrainingState:
+    return TrainingState(blob["epoch"], blob["step"], blob["train_seconds"], blob["wall_seconds"],
+                         [dict(row) for row in blob["history"]])
+
+
+def restore_optimizer(blob: dict, optimizer, scaler) -> None:
+    """Optimizer and fp16 scaler state; after ``accelerator.prepare`` (the state follows the params' device)."""
+    optimizer.load_state_dict(blob["optimizer"])
+    if scaler is not None and blob.get("scaler"):
+        scaler.load_state_dict(blob["scaler"])
+
+
+def _lock(path: Path, fd_mode: int = os.O_RDWR | os.O_CREAT):
+    """An exclusive flock on ``path``: the open file, or None when another process holds it."""
+    fd = os.open(path, fd_mode, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+class CheckpointRun:
+    """The store folder of one fingerprint. On the main process it holds the lock for the whole
+    run and writes; on the other ranks it only reads (for resuming)."""
+
+    def __init__(self, store: Path, fingerprint: str, describe: dict, main: bool):
+        self.store, self.fingerprint, self.describe, self.main = store, fingerprint, describe, main
+        self.folder = store / fingerprint
+        self.path = self.folder / CHECKPOINT
+        self._lock_fd: int | None = None
+
+    def acquire(self) -> str | None:
+        """Main process: take the lock. None when taken, else a line naming the holder."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = _lock(self.folder / LOCK)
+        except OSError as exc:
+            return f"the checkpoint store {self.store} is not writable ({exc.strerror}); set pretrain.checkpoint_dir"
+        if fd is None:
+            holder = _read_json(self.folder / INFO).get("holder", "another process")
+            return (f"{holder} is already training this exact configuration (checkpoint {self.folder}); "
+                    "wait for it or stop it, then run again")
+        self._lock_fd = fd
+        self._write_info(epoch=_read_json(self.folder / INFO).get("epochs_done", 0))
+        return None
+
+    def load(self, log) -> dict | None:
+        """The checkpoint of this fingerprint, or None (none yet, or unreadable: then a fresh start)."""
+        if not self.path.is_file():
+            return None
+        try:
+            with warnings.catch_warnings():  # what torch says of a damaged file; the notice below says it
+                warnings.simplefilter("ignore")
+                blob = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch's text advises an unsafe load: never show it
+            log(f"notice: checkpoint {self.path} is unreadable ({type(exc).__name__}); starting fresh")
+            return None
+        if not isinstance(blob, dict) or blob.get("fingerprint") != self.fingerprint:
+            log(f"notice: checkpoint {self.path} belongs to another run; starting fresh")
+            return None
+        return blob
+
+    def save(self, blob: dict) -> None:
+        torch_save_atomic({**blob, "fingerprint": self.fingerprint}, self.path)
+        self._write_info(epoch=blob["epoch"])
+
+    def finish(self) -> None:
+        """The stage's outputs are written: the checkpoint has served its purpose."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
+        """Unlock; a folder without a checkpoint (the run failed in its first epoch) goes too."""
+        if self._lock_fd is None:
+            return
+        if not self.path.is_file():
+            shutil.rmtree(self.folder, ignore_errors=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def _write_info(self, epoch: int) -> None:
+        info = {"fingerprint": self.fingerprint, **self.describe, "epochs_done": epoch,
+                "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "holder": f"pid {os.getpid()} on {socket.gethostname()}"}
+        write_text_atomic(self.folder / INFO, json.dumps(info, indent=2, default=str) + "\n")
+
+
+def list_runs(store: Path) -> list[dict]:
+    """The runs in a store, newest first: run.json's fields plus ``in_use``, ``bytes`` and ``folder``."""
+    runs = []
+    for folder in sorted(p for p in store.glob("*") if p.is_dir()) if store.is_dir() else []:
+        info = _read_json(folder / INFO) or {"fingerprint": folder.name}
+        fd = _lock(folder / LOCK) if (folder / LOCK).exists() else None
+        in_use = (folder / LOCK).exists() and fd is None
+        if fd is not None:
+            os.close(fd)
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        runs.append({**info, "in_use": in_use, "bytes": size, "folder": folder})
+    return sorted(runs, key=lambda r: r.get("updated", ""), reverse=True)
+
+
+def remove_run(store: Path, fingerprint: str) -> None:
+    folder = store / fingerprint
+    if not folder.is_dir() or folder.parent != store:
+        raise CheckpointError(f"{folder} is not a run in the checkpoint store; `simclr checkpoints` lists them")
+    fd = _lock(folder / LOCK)
+    if fd is None:
+        raise CheckpointError(f"{folder} is in use by a running pretrain; stop it first")
+    try:
+        shutil.rmtree(folder)
+    finally:
+        os.close(fd)

@@ -1,0 +1,43 @@
+"""What every command does around its work, for ``simclr`` (the CLI) and ``stages/*.py`` (what
+dvc.yaml runs): params come from ``--params`` (default params.yaml), and a
+:class:`simclr.errors.SimCLRError` becomes one ``error: ...`` line on stderr and exit status 2,
+the command's outputs left as they were.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from simclr.errors import SimCLRError
+
+EXIT_USER_ERROR = 2
+PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
+
+
+def fail(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun/accelerate only rank 0 speaks
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+def user_errors(fn):
+    """Run a command; a SimCLRError becomes one stderr line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SimCLRError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def run_stage(main) -> None:
+    """A stage's entry point: ``main``'s parameters are its command line (``--help`` lists them)."""
+    typer.run(user_errors(main))
