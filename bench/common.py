@@ -13,14 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def machine() -> str:
     import torch
 
-    cpu = "unknown CPU"
+    cpu, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown CPU":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    # virtual machines often report a bare "AMD EPYC": the vector extension tells apart CPUs whose
+    # kernels (and so the last bits of every result) differ
+    cpu += " (AVX-512)" if "avx512f" in flags else " (AVX2)" if "avx2" in flags else ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return f"{cores} cores {cpu}{gpu}; {platform.system()} {platform.machine()}; torch {torch.__version__}"

@@ -47,12 +47,12 @@ def test_fp16_grad_scaler_state_survives_a_checkpoint(tmp_path):
 
 
 def test_one_process_per_fingerprint(tmp_path):
-    first = CheckpointRun(tmp_path, "abc", {"config": {}}, main=True)
+    first = CheckpointRun(tmp_path, "abc", {"config": {}})
     assert first.acquire() is None
-    second = CheckpointRun(tmp_path, "abc", {"config": {}}, main=True)
+    second = CheckpointRun(tmp_path, "abc", {"config": {}})
     refusal = second.acquire()
     assert refusal.startswith(f"pid {os.getpid()} on ") and "is already training this exact configuration" in refusal
-    assert CheckpointRun(tmp_path, "other", {}, main=True).acquire() is None  # other runs are not held up
+    assert CheckpointRun(tmp_path, "other", {}).acquire() is None  # other runs are not held up
     assert [r["in_use"] for r in list_runs(tmp_path) if r["fingerprint"] == "abc"] == [True]
     with pytest.raises(CheckpointError, match="is in use by a running pretrain"):
         remove_run(tmp_path, "abc")
@@ -62,14 +62,14 @@ def test_one_process_per_fingerprint(tmp_path):
 
 
 def test_a_checkpoint_stays_until_the_run_finishes(tmp_path):
-    run = CheckpointRun(tmp_path, "abc", {"config": {"batch_size": 8}}, main=True)
+    run = CheckpointRun(tmp_path, "abc", {"config": {"batch_size": 8}})
     run.acquire()
     model = nn.Linear(2, 2)
     run.save(training_blob(TrainingState(epoch=2, step=10), model, torch.optim.SGD(model.parameters(), lr=1), None))
     run.release()  # interrupted
     (listed,) = list_runs(tmp_path)
     assert (listed["fingerprint"], listed["epochs_done"], listed["in_use"]) == ("abc", 2, False)
-    again = CheckpointRun(tmp_path, "abc", {}, main=True)
+    again = CheckpointRun(tmp_path, "abc", {})
     assert again.acquire() is None
     assert again.load(print)["epoch"] == 2
     again.finish()
@@ -77,7 +77,7 @@ def test_a_checkpoint_stays_until_the_run_finishes(tmp_path):
 
 
 def test_an_unreadable_checkpoint_is_one_notice_and_a_fresh_start(tmp_path):
-    run = CheckpointRun(tmp_path, "abc", {}, main=True)
+    run = CheckpointRun(tmp_path, "abc", {})
     run.path.parent.mkdir(parents=True)
     run.path.write_bytes(b"not a checkpoint")
     lines = []
@@ -94,6 +94,9 @@ def test_a_relative_store_is_taken_from_the_dvc_project(tmp_path, monkeypatch):
     assert store_path("$SCRATCH/ckpt") == tmp_path / "scratch/ckpt"
     monkeypatch.delenv("DVC_ROOT")
     assert store_path(".simclr/checkpoints") == Path(".simclr/checkpoints")
+    monkeypatch.delenv("SIMCLR_UNSET", raising=False)
+    with pytest.raises(CheckpointError, match=r"^pretrain.checkpoint_dir = '\$SIMCLR_UNSET/ckpt': \$SIMCLR_UNSET is not set"):
+        store_path("$SIMCLR_UNSET/ckpt")
 
 
 def test_imports_are_followed_into_functions_and_through_modules():
@@ -120,7 +123,7 @@ def test_the_code_digest_ignores_comments_but_not_code(tmp_path):
 
 def test_the_lock_is_released_by_the_kernel_when_its_process_dies(tmp_path):
     code = ("import sys; from simclr.checkpoint import CheckpointRun; from pathlib import Path; "
-            "CheckpointRun(Path(sys.argv[1]), 'abc', {}, main=True).acquire(); import os; os._exit(0)")
+            "CheckpointRun(Path(sys.argv[1]), 'abc', {}).acquire(); import os; os._exit(0)")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)  # dies holding it
     fd = os.open(tmp_path / "abc" / "lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if a stale lock remained

@@ -45,12 +45,23 @@ def test_the_pretrain_stage_starts_its_two_processes_itself(tmp_path):
     repo = project(tmp_path)
     proc = run(["python", "stages/pretrain.py"], repo, timeout=300)
     text = proc.stdout + proc.stderr
-    assert "pretrain: launching 2 processes: torchrun --standalone --nproc_per_node 2 stages/pretrain.py" in text
+    assert "pretrain: starting 2 processes (torchrun --standalone --nproc_per_node 2)" in text
     assert "global batch 32 (2 x 16)" in text
     assert "notice: SyncBatchNorm not used on cpu" in text
     metrics = json.loads((repo / "metrics/pretrain.json").read_text())
     assert metrics["epochs"] == 2
     assert (repo / "models/encoder.pt").is_file()
+
+
+def test_an_error_in_two_processes_is_still_one_line(tmp_path):
+    """A worker's error is its one line; the launcher adds no report of its own (exit status 2)."""
+    repo = project(tmp_path)
+    fault = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": "nan-loss:3"}
+    proc = run(["python", "stages/pretrain.py"], repo, env=fault, check=False, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: loss is nan at step 3 (epoch 1); stopped."), proc.stderr
+    assert "No epoch had finished, so there is no checkpoint to resume" in errors[0]
 
 
 def test_a_stalled_rank_fails_the_run_within_the_timeout(tmp_path):

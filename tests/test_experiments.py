@@ -190,6 +190,10 @@ def test_an_experiment_travels_between_two_clones_through_the_default_remote(tmp
     run(["git", "checkout", "-q", "--", "."], a, env)
     run(["dvc", "checkout", "-q"], a, env)
     assert md5(b / "models/encoder.pt") == md5(a / "models/encoder.pt")
+    # the model registry convention: a version of the artifact is a git tag; `artifacts get` takes the latest
+    run(["git", "tag", "-a", "simclr-encoder@v1.0.0", "-m", "baseline encoder"], a, env)
+    run(["dvc", "artifacts", "get", str(a), "simclr-encoder", "-o", str(tmp_path / "got.pt")], tmp_path, env)
+    assert md5(tmp_path / "got.pt") == md5(a / "models/encoder.pt")
     run(["dvc", "exp", "pull", "origin", "warmer"], b, env)
     run(["dvc", "exp", "apply", "warmer"], b, env)
     assert md5(b / "models/encoder.pt") == exp_encoder

@@ -114,10 +114,11 @@ def test_changed_params_or_code_never_resume_a_checkpoint(tmp_path):
     assert RESUMING not in proc.text and f"epoch 1/{EPOCHS}" in proc.text
     assert checkpoints(repo) == {interrupted: 1}
     listing = run(["simclr", "checkpoints"], repo).stdout
-    assert f"| {interrupted} | 1/{EPOCHS} |" in listing and "interrupted: resumes on the next run" in listing
+    assert f"| {interrupted} | 1/{EPOCHS} |" in listing and "other params, data or code than the workspace's" in listing
 
     # a comment does not count as a code change: the interrupted run resumes...
     set_params(repo, lambda raw: raw.update(temperature=0.5))
+    assert "interrupted; the next `dvc repro` resumes it" in run(["simclr", "checkpoints"], repo).stdout
     loss_py = repo / "src/simclr/loss.py"
     original = loss_py.read_text()
     loss_py.write_text(original + "\n# a comment changes nothing that runs\n")

@@ -95,12 +95,8 @@ def _parse_point(kind: str, raw: str) -> Point:
     raise ParamsError(f"ablation point kind {kind!r} is not allowed; expected one of {', '.join(GRIDS.values())}")
 
 
-# The keys of pretrain / linear_eval that a point sets itself (point_params): not its dependencies.
-POINT_OVERRIDES = {
-    "pretrain": {"epochs": "ablation.epochs", "warmup_epochs": "ablation.warmup_epochs", "knn_every": 0,
-                 "num_processes": 1},
-    "linear_eval": {"epochs": "ablation.linear_eval_epochs"},
-}
+# The keys of pretrain / linear_eval that point_params sets itself: not a point's dependencies.
+POINT_OVERRIDES = {"pretrain": ("epochs", "warmup_epochs", "knn_every", "num_processes"), "linear_eval": ("epochs",)}
 
 
 def point_params(params: Params, point: Point) -> Params:
@@ -112,13 +108,9 @@ def point_params(params: Params, point: Point) -> Params:
         knobs.update(augment=augment_pair_ops(point.value), augment_spec=point.value)
     else:
         knobs[point.kind] = point.value
-
-    def override(group: str) -> dict:
-        return {k: getattr(ab, v.removeprefix("ablation.")) if isinstance(v, str) else v
-                for k, v in POINT_OVERRIDES[group].items()}
-
-    pretrain = dataclasses.replace(params.pretrain, **override("pretrain"))
-    linear_eval = dataclasses.replace(params.linear_eval, **override("linear_eval"))
+    pretrain = dataclasses.replace(params.pretrain, epochs=ab.epochs, warmup_epochs=ab.warmup_epochs, knn_every=0,
+                                   num_processes=1)
+    linear_eval = dataclasses.replace(params.linear_eval, epochs=ab.linear_eval_epochs)
     return dataclasses.replace(params, pretrain=pretrain, linear_eval=linear_eval, **knobs)
 
 

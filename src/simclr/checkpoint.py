@@ -31,7 +31,6 @@ resumes when it is run again.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
@@ -55,7 +54,11 @@ LOCK = "lock"
 
 def store_path(setting: str) -> Path:
     """The store folder for a ``pretrain.checkpoint_dir`` value (``~`` and ``$VARS`` expanded)."""
-    path = Path(os.path.expandvars(os.path.expanduser(setting)))
+    expanded = os.path.expandvars(os.path.expanduser(setting))
+    if "$" in expanded:
+        raise CheckpointError(f"pretrain.checkpoint_dir = {setting!r}: {expanded[expanded.index('$'):].split('/')[0]} "
+                              "is not set in the environment")
+    path = Path(expanded)
     return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or ".") / path
 
 
@@ -102,17 +105,33 @@ def restore_optimizer(blob: dict, optimizer, scaler) -> None:
         scaler.load_state_dict(blob["scaler"])
 
 
-def _lock(path: Path, fd_mode: int = os.O_RDWR | os.O_CREAT):
-    """An exclusive flock on ``path``: the open file, or None when another process holds it."""
-    fd = os.open(path, fd_mode, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+def _lock(path: Path, attempts: int = 1):
+    """An exclusive flock on ``path``: the open file descriptor, or None while another process holds it.
+
+    The file is removed with its run's folder while locked; a process that opened it just before
+    holds a lock on a file no longer there, so the lock counts only if ``path`` is still that file.
+    ``attempts`` > 1 retries for a moment (``simclr checkpoints`` takes each lock briefly to look).
+    """
+    for attempt in range(attempts):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            time.sleep(0.1 if attempt + 1 < attempts else 0)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            return fd
         os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fd
+    return None
 
 
 def _read_json(path: Path) -> dict:
@@ -123,11 +142,11 @@ def _read_json(path: Path) -> dict:
 
 
 class CheckpointRun:
-    """The store folder of one fingerprint. On the main process it holds the lock for the whole
-    run and writes; on the other ranks it only reads (for resuming)."""
+    """The store folder of one fingerprint. The main process calls :meth:`acquire`, holds the lock
+    for the whole run and writes; the other ranks only :meth:`load` (to resume)."""
 
-    def __init__(self, store: Path, fingerprint: str, describe: dict, main: bool):
-        self.store, self.fingerprint, self.describe, self.main = store, fingerprint, describe, main
+    def __init__(self, store: Path, fingerprint: str, describe: dict):
+        self.store, self.fingerprint, self.describe = store, fingerprint, describe
         self.folder = store / fingerprint
         self.path = self.folder / CHECKPOINT
         self._lock_fd: int | None = None
@@ -135,16 +154,16 @@ class CheckpointRun:
     def acquire(self) -> str | None:
         """Main process: take the lock. None when taken, else a line naming the holder."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd = _lock(self.folder / LOCK)
+            fd = _lock(self.folder / LOCK, attempts=20)
+            if fd is None:
+                holder = _read_json(self.folder / INFO).get("holder", "another process")
+                return (f"{holder} is already training this exact configuration (checkpoint {self.folder}); "
+                        "wait for it or stop it, then run again")
+            self._lock_fd = fd
+            self._write_info(epoch=_read_json(self.folder / INFO).get("epochs_done", 0))
         except OSError as exc:
+            self.release()
             return f"the checkpoint store {self.store} is not writable ({exc.strerror}); set pretrain.checkpoint_dir"
-        if fd is None:
-            holder = _read_json(self.folder / INFO).get("holder", "another process")
-            return (f"{holder} is already training this exact configuration (checkpoint {self.folder}); "
-                    "wait for it or stop it, then run again")
-        self._lock_fd = fd
-        self._write_info(epoch=_read_json(self.folder / INFO).get("epochs_done", 0))
         return None
 
     def load(self, log) -> dict | None:
@@ -192,8 +211,12 @@ def list_runs(store: Path) -> list[dict]:
     runs = []
     for folder in sorted(p for p in store.glob("*") if p.is_dir()) if store.is_dir() else []:
         info = _read_json(folder / INFO) or {"fingerprint": folder.name}
-        fd = _lock(folder / LOCK) if (folder / LOCK).exists() else None
-        in_use = (folder / LOCK).exists() and fd is None
+        try:
+            fd = _lock(folder / LOCK)
+        except OSError:  # a store this user may read but not lock: say nothing about use
+            fd, in_use = None, None
+        else:
+            in_use = fd is None
         if fd is not None:
             os.close(fd)
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
@@ -205,10 +228,13 @@ def remove_run(store: Path, fingerprint: str) -> None:
     folder = store / fingerprint
     if not folder.is_dir() or folder.parent != store:
         raise CheckpointError(f"{folder} is not a run in the checkpoint store; `simclr checkpoints` lists them")
-    fd = _lock(folder / LOCK)
-    if fd is None:
-        raise CheckpointError(f"{folder} is in use by a running pretrain; stop it first")
     try:
-        shutil.rmtree(folder)
-    finally:
-        os.close(fd)
+        fd = _lock(folder / LOCK)
+        if fd is None:
+            raise CheckpointError(f"{folder} is in use by a running pretrain; stop it first")
+        try:
+            shutil.rmtree(folder)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise CheckpointError(f"{folder} cannot be removed ({exc.strerror})") from None

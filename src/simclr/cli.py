@@ -104,8 +104,10 @@ def checkpoints(
 ):
     """List the pretrain checkpoint store (pretrain.checkpoint_dir): runs interrupted and not yet resumed."""
     from simclr.checkpoint import list_runs, remove_run, store_path
+    from simclr.pretrain import current_fingerprint
 
-    store = store_path(load_params(params).pretrain.checkpoint_dir)
+    p = load_params(params)
+    store = store_path(p.pretrain.checkpoint_dir)
     runs = list_runs(store)
     targets = [r["fingerprint"] for r in runs if not r["in_use"]] if remove_all else remove
     for fingerprint in targets:
@@ -119,9 +121,15 @@ def checkpoints(
     print(f"{store}:")
     print("| fingerprint | epochs | updated | size | state | encoder | batch | temperature | head |")
     print("|---|---|---|---|---|---|---|---|---|")
+    current = current_fingerprint(p)
     for r in runs:
         c = r.get("config", {})
-        state = f"training ({r.get('holder', '?')})" if r["in_use"] else "interrupted: resumes on the next run"
+        if r["in_use"]:
+            state = f"training ({r.get('holder', '?')})"
+        elif r["fingerprint"] == current:
+            state = "interrupted; the next `dvc repro` resumes it"
+        else:
+            state = "interrupted; other params, data or code than the workspace's"
         print(f"| {r['fingerprint']} | {r.get('epochs_done', '?')}/{c.get('pretrain', {}).get('epochs', '?')} | "
               f"{r.get('updated', '?')} | {r['bytes'] / 1e6:.1f} MB | {state} | {c.get('model', {}).get('encoder', '?')} | "
               f"{c.get('batch_size', '?')} | {c.get('temperature', '?')} | {c.get('head', '?')} |")

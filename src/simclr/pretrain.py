@@ -47,7 +47,7 @@ from simclr.lars import LARS, param_groups
 from simclr.loss import global_nt_xent_loss
 from simclr.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.params import Params, load_params
-from simclr.runtime import configure_cpu
+from simclr.runtime import configure_cpu, usable_cores
 from simclr.schedule import lr_at, scaled_lr
 from simclr.sources import project_imports, source_digest
 
@@ -92,6 +92,14 @@ def describe_run(params: Params, prepared: Path, world: int, device: torch.devic
     }
 
 
+def current_fingerprint(params: Params, prepared: Path = Path("data/prepared")) -> str | None:
+    """The fingerprint `pretrain` would train under now (None before the prepare stage has run)."""
+    if not (prepared / "manifest.json").is_file():
+        return None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return run_fingerprint(describe_run(params, prepared, params.pretrain.num_processes, device))
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
@@ -119,19 +127,43 @@ def train_subset(n: int, size: int, seed: int) -> np.ndarray | None:
 def launch_pretrain(params_path: Path = Path("params.yaml")) -> None:
     """The pretrain command: ``pretrain.num_processes`` processes, each running :func:`pretrain`.
 
-    Several processes are started with torchrun (``torch.distributed.run``, what
-    ``accelerate launch --multi_gpu`` runs too), which reads no user config file, unlike
-    ``accelerate launch`` (``~/.cache/huggingface/accelerate/default_config.yaml``): nothing
-    outside the project decides how the stage runs. A process that was already launched
-    (torchrun, ``accelerate launch --multi_gpu``, SLURM via either) trains as it is.
+    A process that was launched already (torchrun, ``accelerate launch --multi_gpu``, SLURM via
+    either: ``WORLD_SIZE`` is set) trains as it is. Otherwise, for more than one process, this
+    starts them itself (:func:`start_processes`) rather than through ``accelerate launch``, which
+    reads ``~/.cache/huggingface/accelerate/default_config.yaml``: nothing outside the project
+    decides how the stage runs.
     """
     params = load_params(params_path)
     n = params.pretrain.num_processes
-    if n > 1 and "WORLD_SIZE" not in os.environ:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n), *sys.argv]
-        print(f"pretrain: launching {n} processes: torchrun {' '.join(cmd[3:])}", flush=True)
-        os.execv(sys.executable, cmd)
-    pretrain(params)
+    if n == 1 or "WORLD_SIZE" in os.environ:
+        pretrain(params)
+        return
+    gpus = torch.cuda.device_count()
+    if gpus and n > gpus:
+        raise SimCLRError(f"pretrain.num_processes = {n} but this machine has {gpus} GPU(s); one process per GPU")
+    start_processes(n, sys.argv)
+
+
+def start_processes(n: int, argv: list[str]) -> None:
+    """``torchrun --standalone --nproc_per_node n python -u argv`` in this process (torchrun's own
+    launcher API); a failed process's exit status becomes ours, without torchrun's report on
+    top of the worker's own one-line error."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    print(f"pretrain: starting {n} processes (torchrun --standalone --nproc_per_node {n})", flush=True)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // n)))  # torchrun would say 1
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1, start_method="spawn")
+    try:
+        elastic_launch(config, sys.executable)("-u", *argv)
+    except ChildFailedError as exc:
+        code = next(iter(exc.failures.values())).exitcode
+        raise SystemExit(code if code > 0 else 128 - code) from None  # killed by signal s: 128 + s, as a shell says
 
 
 def open_checkpoints(accelerator, params: Params, description: dict, log) -> tuple[CheckpointRun, dict | None]:
@@ -139,8 +171,7 @@ def open_checkpoints(accelerator, params: Params, description: dict, log) -> tup
     (None: a fresh start). Every rank reads it; all must find the same one."""
     from accelerate.utils import broadcast_object_list, gather_object
 
-    run = CheckpointRun(store_path(params.pretrain.checkpoint_dir), run_fingerprint(description), description,
-                        main=accelerator.is_main_process)
+    run = CheckpointRun(store_path(params.pretrain.checkpoint_dir), run_fingerprint(description), description)
     refusal = [run.acquire() if accelerator.is_main_process else None]
     broadcast_object_list(refusal)  # so every rank stops, not only the one that saw the lock
     if refusal[0]:
@@ -214,11 +245,11 @@ def pretrain(params: Params, out: Outputs | None = None, *, train_images: int = 
     optimizer = build_optimizer(net, params, peak_lr)
 
     run, state, blob, bar = None, TrainingState(), None, None
-    if checkpoints:
-        extra = {} if subset is None and view_policies is None else {"train_images": n, "views": repr(view_policies)}
-        run, blob = open_checkpoints(accelerator, params, describe_run(params, out.prepared, world, device, **extra),
-                                     log)
     try:
+        if checkpoints:
+            extra = {} if subset is None and view_policies is None else {"train_images": n, "views": repr(view_policies)}
+            description = describe_run(params, out.prepared, world, device, **extra)
+            run, blob = open_checkpoints(accelerator, params, description, log)
         if blob is not None:
             state = training_state(blob)
             net.load_state_dict(blob["model"])
@@ -308,7 +339,7 @@ def pretrain(params: Params, out: Outputs | None = None, *, train_images: int = 
             bar.close()  # before an error's one line, not after it
         if run:
             run.release()
-    accelerator.end_training()
+        accelerator.end_training()  # on an error too: the process group goes down cleanly
     return metrics
 
 
@@ -320,8 +351,10 @@ def gradient_norm(accelerator, net: nn.Module) -> float:
 
 
 def _kept(run: CheckpointRun | None, state: TrainingState) -> str:
-    if run is None:
+    if run is None:  # an ablation point: no checkpoints
         return "Lower pretrain.lr or check the data"
+    if state.epoch == 0:
+        return "No epoch had finished, so there is no checkpoint to resume; lower pretrain.lr or check the data"
     return (f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; lower pretrain.lr or check "
             "the data, then run again to resume from it")
 
