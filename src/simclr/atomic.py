@@ -1,5 +1,6 @@
 """Atomic writes: a temporary sibling renamed into place, so a killed stage never leaves a
-half-written output (and a failed one leaves the previous output as it was)."""
+half-written output (and a failed one leaves the previous output as it was). And the one safe
+way torch files are read back."""
 
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def torch_load_weights(path: str | Path, map_location="cpu"):
+    """``torch.load(weights_only=True)``: tensors and plain values, never pickled code. Whatever torch
+    warns about a damaged file is silenced; callers turn a failure into their own one line, since
+    torch's own message advises retrying with ``weights_only=False``."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
 
 
 def torch_save_atomic(obj, path: str | Path) -> None:

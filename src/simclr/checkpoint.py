@@ -38,13 +38,12 @@ import os
 import shutil
 import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from simclr.atomic import torch_save_atomic, write_text_atomic
+from simclr.atomic import torch_load_weights, torch_save_atomic, write_text_atomic
 from simclr.errors import CheckpointError
 
 CHECKPOINT = "last.pt"
@@ -171,9 +170,7 @@ class CheckpointRun:
         if not self.path.is_file():
             return None
         try:
-            with warnings.catch_warnings():  # what torch says of a damaged file; the notice below says it
-                warnings.simplefilter("ignore")
-                blob = torch.load(self.path, map_location="cpu", weights_only=True)
+            blob = torch_load_weights(self.path)
         except Exception as exc:  # torch's text advises an unsafe load: never show it
             log(f"notice: checkpoint {self.path} is unreadable ({type(exc).__name__}); starting fresh")
             return None

@@ -11,14 +11,13 @@ any device without distributed setup.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from simclr.atomic import torch_save_atomic
+from simclr.atomic import torch_load_weights, torch_save_atomic
 from simclr.encoders import build_encoder
 from simclr.errors import CheckpointError
 from simclr.heads import projection_head
@@ -84,9 +83,7 @@ def load_encoder(path: str | Path = "models/encoder.pt", map_location: str | tor
         raise CheckpointError(f"{path} does not exist; run the pretrain stage first (dvc repro pretrain)")
     rerun = "restore it with `dvc checkout models/encoder.pt` or retrain with `dvc repro -f pretrain`"
     try:
-        with warnings.catch_warnings():  # torch warns about what it finds in a damaged file; the error says it
-            warnings.simplefilter("ignore")
-            blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = torch_load_weights(path, map_location)
     except Exception as exc:  # torch's own text advises an unsafe load (weights_only=False): never pass it on
         raise CheckpointError(f"{path} is not a readable encoder file ({type(exc).__name__}: corrupt, truncated "
                               f"or not written by this pipeline); {rerun}") from None

@@ -228,8 +228,8 @@ GROUPS = {
 # --------------------------------------------------------------------------------------------
 def training_param_keys() -> list[str]:
     """The params.yaml keys :meth:`Params.training_config` reads: the pretrain stage's params in dvc.yaml."""
-    pretrain = [f"pretrain.{f.name}" for f in dataclasses.fields(PretrainParams) if f.name not in PRETRAIN_RUNTIME_KEYS]
-    return ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size", *pretrain]
+    config = Params().training_config()
+    return [k for k in config if k != "pretrain"] + [f"pretrain.{k}" for k in config["pretrain"]]
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

@@ -14,7 +14,6 @@ in fp32 over the global batch -> LARS step with the per-step warmup+cosine lr.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -40,7 +39,7 @@ from simclr.checkpoint import (
     training_blob,
     training_state,
 )
-from simclr.data import load_prepared
+from simclr.data import load_prepared, sha256_file
 from simclr.errors import CheckpointError, SimCLRError, TrainingDiverged
 from simclr.evaluate import extract_features, knn_top1
 from simclr.lars import LARS, param_groups
@@ -84,7 +83,7 @@ def describe_run(params: Params, prepared: Path, world: int, device: torch.devic
     """Everything that determines the trained weights; its hash keys the checkpoint store."""
     return {
         "config": {**params.training_config(), **extra},
-        "data": hashlib.sha256((prepared / "manifest.json").read_bytes()).hexdigest(),
+        "data": sha256_file(prepared / "manifest.json"),  # the manifest holds each array's sha256
         "code": code_digest(),
         "processes": world,
         "device": device.type,
