@@ -5,7 +5,7 @@
 The ops: the `simclr-cifar` policy plus blur, i.e. RandomResizedCrop(0.08-1, 3/4-4/3) + flip,
 colour jitter (0.4, 0.4, 0.4, 0.1) with p=0.8, grayscale p=0.2, Gaussian blur p=0.5 (k=3).
 * reference: torchvision's per-image PIL pipeline (what a DataLoader worker runs), 1 process.
-* ours: `simclr.augment.AugmentPolicy` on uint8 batches (per-sample parameters), at 1 thread
+* ours: `simclr.core.augment.AugmentPolicy` on uint8 batches (per-sample parameters), at 1 thread
   (the like-for-like ratio against the 1-process reference) and at all cores.
 * kornia.augmentation with the same ops, when kornia is installed (`pip install kornia`).
 Views/s at batch 512 on 32x32 CIFAR images from the embedded sample.
@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
-from simclr.augment import AugmentPolicy  # noqa: E402
-from simclr.params import parse_augment  # noqa: E402
+from simclr.core.augment import AugmentPolicy  # noqa: E402
+from simclr.core.config import parse_augment  # noqa: E402
 
 BATCH = 512
 POLICY = {"crop": {}, "flip": {}, "color": {"strength": 0.5}, "grayscale": {}, "blur": {}}

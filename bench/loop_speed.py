@@ -4,7 +4,7 @@
 
 Both run in this process on data/prepared (run `dvc repro prepare` first) with params.yaml's
 encoder, head, batch, temperature, LARS and augmentation policy, alternating (ref, ours, ref,
-ours) so drift hits both. Process-level CPU settings (`simclr.runtime.configure_cpu`) are
+ours) so drift hits both. Process-level CPU settings (`simclr.core.runtime.configure_cpu`) are
 applied once for both; the reference uses the same memory format, so the ratio measures the
 stage's own overhead (Accelerate, per-step loss all-reduce, lr schedule, checkpoint per
 epoch, final save) over training time. `--pil` adds the minimal loop fed by a torchvision PIL
@@ -15,7 +15,6 @@ Images/s = images trained / wall time of the whole call.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -27,15 +26,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
-from simclr.augment import AugmentPolicy  # noqa: E402
-from simclr.data import load_prepared  # noqa: E402
-from simclr.lars import LARS, param_groups  # noqa: E402
-from simclr.loss import nt_xent_loss  # noqa: E402
-from simclr.model import ModelConfig, SimCLRModel  # noqa: E402
-from simclr.params import load_params  # noqa: E402
-from simclr.pretrain import Outputs, pretrain  # noqa: E402
-from simclr.runtime import configure_cpu  # noqa: E402
-from simclr.schedule import scaled_lr  # noqa: E402
+from simclr.core.augment import AugmentPolicy  # noqa: E402
+from simclr.core.config import load_params  # noqa: E402
+from simclr.core.data import load_prepared  # noqa: E402
+from simclr.core.lars import LARS, param_groups  # noqa: E402
+from simclr.core.loss import nt_xent_loss  # noqa: E402
+from simclr.core.model import ModelConfig, SimCLRModel  # noqa: E402
+from simclr.core.runtime import configure_cpu  # noqa: E402
+from simclr.core.schedule import scaled_lr  # noqa: E402
+from simclr.pretrain import PretrainPaths, pretrain  # noqa: E402
 
 
 def minimal_loop(params, train_x: np.ndarray, epochs: int, channels_last: bool) -> float:
@@ -98,11 +97,11 @@ def minimal_loop_pil(params, train_x: np.ndarray, epochs: int, workers: int) -> 
 
 def stage_loop(params, epochs: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        p = dataclasses.replace(params, pretrain=dataclasses.replace(
-            params.pretrain, epochs=epochs, knn_every=0, warmup_epochs=min(params.pretrain.warmup_epochs, epochs),
-            checkpoint_dir=str(Path(tmp, "ck"))))
-        out = Outputs(encoder=Path(tmp, "encoder.pt"), metrics=Path(tmp, "m.json"), history=Path(tmp, "h.csv"),
-                      prepared=ROOT / "data/prepared")
+        p = params.replace(**{"pretrain.epochs": epochs, "pretrain.knn_every": 0,
+                              "pretrain.warmup_epochs": min(params.pretrain.warmup_epochs, epochs),
+                              "pretrain.checkpoint_dir": str(Path(tmp, "ck"))})
+        out = PretrainPaths(prepared=ROOT / "data/prepared", encoder=Path(tmp, "encoder.pt"),
+                            metrics=Path(tmp, "m.json"), history=Path(tmp, "h.csv"))
         start = time.perf_counter()
         pretrain(p, out)
         wall = time.perf_counter() - start

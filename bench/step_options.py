@@ -11,7 +11,6 @@ reported with the ratio against the default; the default in params.yaml should b
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -26,12 +25,12 @@ from common import ROOT, emit, machine, today  # noqa: E402
 def one_run(changes: dict, epochs: int) -> float:
     from loop_speed import stage_loop
 
-    from simclr.params import load_params
-    from simclr.runtime import configure_cpu
+    from simclr.core.config import load_params
+    from simclr.core.runtime import configure_cpu
 
     params = load_params(ROOT / "params.yaml")
     configure_cpu(1)
-    params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, **changes))
+    params = params.replace(**{f"pretrain.{k}": v for k, v in changes.items()})
     return stage_loop(params, epochs)
 
 
@@ -45,7 +44,7 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps({"images_per_second": one_run(json.loads(args.one), args.epochs)}))
         return
-    from simclr.params import load_params
+    from simclr.core.config import load_params
 
     params = load_params(ROOT / "params.yaml")
     pre = params.pretrain

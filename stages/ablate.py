@@ -1,22 +1,25 @@
 """DVC stages `ablate_<grid>@<value>`: one ablation grid point (a short pretrain of
-`ablation.base` with one knob changed, then the probes) -> metrics/ablation/<grid>/<value>.json."""
+`ablation.base` with one knob changed, then the probes) -> its metrics file. See simclr.ablation."""
 
 from pathlib import Path
 
 import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
 import typer
 
-from simclr.ablation import parse_point, run_point
-from simclr.entry import PARAMS, run_stage
-from simclr.params import load_params
+from simclr.ablation import run_point
+from simclr.core.config import load_params
+from simclr.core.entry import PARAMS, PREPARED, run_stage
+from simclr.core.grids import parse_point
 
 
 def main(
     kind: str = typer.Argument(..., help="grid: temperature | head | batch_size | augment"),
     value: str = typer.Argument(..., help="the point's value, e.g. 0.5, mlp, 256, crop+color"),
+    prepared: Path = PREPARED,
+    out: Path = typer.Option(..., help="metrics JSON to write"),
     params: Path = PARAMS,
 ):
-    run_point(load_params(params), parse_point(kind, value))
+    run_point(load_params(params), parse_point(kind, value), prepared, out)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from pathlib import Path
 import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
 import typer
 
-from simclr.atomic import write_text_atomic
-from simclr.entry import PARAMS, run_stage
-from simclr.params import load_params
+from simclr.core.atomic import write_text_atomic
+from simclr.core.config import load_params
+from simclr.core.entry import PARAMS, run_stage
 
 
 def main(params: Path = PARAMS, stamp: Path = typer.Option(None, help="file to write on success")):

@@ -1,17 +1,18 @@
-"""DVC stage `prepare`: the configured data source -> data/prepared/ (uint8 arrays + manifest
-with class names, per-class counts and each array's sha256), written atomically."""
+"""DVC stage `prepare`: the configured data source (params.yaml: data) -> the prepared folder
+(uint8 arrays + manifest with class names, per-class counts and each array's sha256), written
+atomically. See simclr.prepare."""
 
 from pathlib import Path
 
 import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
 import typer
 
-from simclr.data import prepare
-from simclr.entry import PARAMS, run_stage
-from simclr.params import load_params
+from simclr.core.config import load_params
+from simclr.core.entry import PARAMS, run_stage
+from simclr.prepare import prepare
 
 
-def main(params: Path = PARAMS, out: Path = typer.Option(Path("data/prepared"), help="output folder")):
+def main(out: Path = typer.Option(..., help="the prepared folder to write"), params: Path = PARAMS):
     print(prepare(load_params(params).data, out))
 
 

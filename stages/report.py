@@ -1,17 +1,28 @@
-"""DVC stage `report`: every metric, curve and ablation point -> reports/report.md, the
-self-contained reports/index.html and reports/figures/."""
+"""DVC stage `report`: every metric, curve and ablation point -> report.md, the self-contained
+index.html and figures/ in the output folder. See simclr.report."""
 
 from pathlib import Path
 
 import _local_src  # noqa: F401  (before any simclr import: this checkout's src/, also in DVC's temp copies)
+import typer
 
-from simclr.entry import PARAMS, run_stage
-from simclr.params import load_params
-from simclr.report import build_report
+from simclr.core.config import load_params
+from simclr.core.entry import PARAMS, PREPARED, run_stage
+from simclr.report import ReportPaths, build_report
 
 
-def main(params: Path = PARAMS):
-    print(f"report: {build_report(load_params(params))}")
+def main(
+    prepared: Path = PREPARED,
+    pretrain_metrics: Path = typer.Option(..., help="the pretrain stage's metrics JSON"),
+    history: Path = typer.Option(..., help="the pretrain stage's per-epoch CSV"),
+    linear_eval: Path = typer.Option(..., help="the linear_eval stage's metrics JSON"),
+    confusion: Path = typer.Option(..., help="the linear_eval stage's confusion CSV"),
+    ablation: Path = typer.Option(..., help="the folder of the ablation points' metrics"),
+    out: Path = typer.Option(..., help="output folder"),
+    params: Path = PARAMS,
+):
+    paths = ReportPaths(prepared, pretrain_metrics, history, linear_eval, confusion, ablation, out)
+    print(f"report: {build_report(load_params(params), paths)}")
 
 
 if __name__ == "__main__":

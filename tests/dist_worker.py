@@ -18,8 +18,8 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 
-from simclr.distributed import gather_with_grad, gather_without_grad
-from simclr.loss import global_nt_xent_loss, nt_xent_loss
+from simclr.core.distributed import gather_with_grad, gather_without_grad
+from simclr.core.loss import global_nt_xent_loss, nt_xent_loss
 
 out_path, mode = sys.argv[1], sys.argv[2]
 acc = Accelerator(cpu=True, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=60))])

@@ -1,15 +1,17 @@
 """The ablation grids: params, one point end to end, and the report's readings of the numbers."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from support import ROOT, dvc_paths, make_npz, run, stage_command
 
-from conftest import ROOT, make_npz, run
-from simclr import report as R
-from simclr.ablation import GRIDS, Point, grid_points, metrics_path, parse_point, point_params
-from simclr.params import ParamsError, augment_pair_ops, validate
+from simclr.ablation import point_params
+from simclr.core.config import ParamsError, augment_pair_ops, validate
+from simclr.core.grids import GRIDS, Point, grid_points, parse_point, point_file
+from simclr.report import readings as R
 
 
 def shipped() -> dict:
@@ -63,8 +65,9 @@ def test_a_point_changes_one_knob_of_the_base_and_takes_the_short_budget():
 
 def test_points_keep_the_value_as_written_for_the_file_name():
     assert parse_point("temperature", "1.0") == Point("temperature", 1.0, "1.0")
-    assert metrics_path(parse_point("augment", "crop+color")).as_posix() == "metrics/ablation/augment/crop+color.json"
-    assert metrics_path(Point("batch_size", 512)).as_posix() == "metrics/ablation/batch_size/512.json"
+    root = Path("metrics/ablation")
+    assert point_file(root, parse_point("augment", "crop+color")).as_posix() == "metrics/ablation/augment/crop+color.json"
+    assert point_file(root, Point("batch_size", 512)).as_posix() == "metrics/ablation/batch_size/512.json"
     with pytest.raises(ParamsError, match="ablation point temperature = 'hot' is not allowed"):
         parse_point("temperature", "hot")
 
@@ -75,9 +78,11 @@ def test_dvc_yaml_declares_the_metrics_file_the_code_writes():
         stage = stages[f"ablate_{kind}"]
         (item,) = stage["matrix"]
         assert stage["matrix"][item] == f"${{ablation.{grid}}}"
-        assert stage["cmd"] == f"python stages/ablate.py {kind} ${{item.{item}}}"
+        out = point_file(Path("${paths.ablation}"), Point(kind, f"${{item.{item}}}")).as_posix()
+        assert stage["cmd"].split() == ["python", "stages/ablate.py", kind, f"${{item.{item}}}",
+                                        "--prepared", "${paths.prepared}", "--out", out]
         (declared,) = stage["metrics"][0]
-        assert declared == metrics_path(Point(kind, f"${{item.{item}}}")).as_posix()
+        assert declared == out
         assert not any(str(p).startswith(f"ablation.{grid}") for p in stage["params"])  # one point, not the list
 
 
@@ -87,13 +92,13 @@ def test_one_point_end_to_end_and_a_bad_value_is_one_line(tmp_path):
     raw["model"].update(width=4, head_hidden_dim=16, head_out_dim=8)
     raw["ablation"].update(epochs=1, warmup_epochs=0, linear_eval_epochs=2, base={**raw["ablation"]["base"], "batch_size": 32})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(["simclr", "prepare"], tmp_path)
-    done = run(["simclr", "ablate", "augment", "sobel+rotate"], tmp_path)
-    m = json.loads((tmp_path / "metrics/ablation/augment/sobel+rotate.json").read_text())
+    run(stage_command("prepare", scripts=ROOT), tmp_path)
+    done = run(stage_command("ablate_augment", "sobel+rotate", scripts=ROOT), tmp_path)
+    m = json.loads((tmp_path / dvc_paths()["ablation"] / "augment/sobel+rotate.json").read_text())
     assert {"top1_h", "top1_z", "knn_top1", "loss", "epochs", "test_images"} <= m.keys()
     assert m["kind"] == "augment" and m["value"] == "sobel+rotate" and m["epochs"] == 1 and m["test_images"] == 40
     assert "on one branch" in done.stdout
-    bad = run(["simclr", "ablate", "head", "deep"], tmp_path, check=False)
+    bad = run(stage_command("ablate_head", "deep", scripts=ROOT), tmp_path, check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: ablation point head = 'deep' is not allowed; expected one of none, linear, mlp"
     assert not (tmp_path / "metrics/ablation/head").exists()
@@ -144,26 +149,3 @@ def test_batch_size_reading_follows_the_numbers():
     down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0], epochs=[4, 4, 4])
     assert "this run does not" in R.read_batch_size(down, 10000)
     assert "within noise" in R.read_batch_size(frame("batch_size", [32, 512], [45.0, 45.5], epochs=[4, 4]), 1000)
-
-
-# ---- the cross-experiment view ----------------------------------------------------------------
-def test_experiments_table_from_dvc_exp_show_json():
-    """tests/data/dvc_exp_show.json: `dvc exp show --json` (dvc 3.67) after one `dvc exp run -S temperature=0.5`."""
-    from simclr.experiments import experiments_table
-
-    entries = json.loads((ROOT / "tests/data/dvc_exp_show.json").read_text())
-    table = experiments_table(entries)
-    assert list(table["experiment"]) == ["workspace", "master", "cauld-cony"]
-    assert list(table["baseline"]) == ["", "", "master"]
-    assert list(table.columns[2:3]) == ["temperature"]  # the only param that differs
-    assert list(table["temperature"]) == ["0.5", "0.2", "0.5"]
-    assert {"linear_eval:top1_h", "pretrain:loss"} <= set(table.columns)
-    assert "seed" in experiments_table(entries, all_params=True).columns
-
-
-def test_experiments_table_with_no_experiments_is_one_clear_error():
-    from simclr.errors import SimCLRError
-    from simclr.experiments import experiments_table
-
-    with pytest.raises(SimCLRError, match="lists no experiments with data; run `dvc exp run` first"):
-        experiments_table([{"rev": "workspace", "name": None, "data": None}])

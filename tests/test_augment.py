@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from simclr import augment as A
-from simclr.params import parse_augment
+from simclr.core import augment as A
+from simclr.core.config import parse_augment
 
 N = 20000
 
@@ -212,7 +212,7 @@ def test_rotate_turns_each_sample_by_90_180_or_270_equally_often():
 
 
 def test_rotate_of_non_square_images_is_one_clear_error():
-    from simclr.errors import SimCLRError
+    from simclr.core.errors import SimCLRError
 
     with pytest.raises(SimCLRError, match="augment.rotate needs square images; these are 4x6"):
         A.random_rotate90(torch.rand(2, 3, 4, 6), gen())

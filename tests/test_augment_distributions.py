@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision.transforms as T
 
-from simclr import augment as A
+from simclr.core import augment as A
 
 N = 4000
 CRITICAL = 1.95 * math.sqrt(2 / N)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from support import ROOT, make_npz, run, stage_command
 
-from conftest import ROOT, make_npz, run
-from simclr.data import load_prepared
+from simclr.core.data import load_prepared
 
 
 def write_params(tmp_path, **data):
@@ -18,7 +18,7 @@ def write_params(tmp_path, **data):
 
 
 def prepare(tmp_path, check=True):
-    return run(["simclr", "prepare", "--out", str(tmp_path / "prepared")], cwd=tmp_path, check=check)
+    return run(stage_command("prepare", scripts=ROOT, prepared=tmp_path / "prepared"), cwd=tmp_path, check=check)
 
 
 def assert_one_error(proc, *fragments):
@@ -136,7 +136,7 @@ def test_tampered_prepared_data_is_detected(tmp_path, tiny_npz):
     arr = np.load(tmp_path / "prepared/train_y.npy")
     arr[0] = (arr[0] + 1) % 10
     np.save(tmp_path / "prepared/train_y.npy", arr)
-    from simclr.errors import DataError
+    from simclr.core.errors import DataError
 
     with pytest.raises(DataError, match="does not match its checksum"):
         load_prepared(tmp_path / "prepared")

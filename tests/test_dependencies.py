@@ -1,36 +1,69 @@
 """dvc.yaml's deps and params, checked against the code, so a stage reruns whenever what it runs changes.
 
-A hand-kept list drifts: here each stage's code dependencies are derived from its entry point's
-imports (simclr.sources.project_imports, the same function the checkpoint fingerprint uses) and
-its params from the declarations the code itself uses (training_param_keys, point_param_keys).
+Code deps are folders (src/simclr/core, src/simclr/report) and single modules: each stage's
+imports, derived from its entry point (simclr.core.sources.project_imports, the function the
+checkpoint fingerprint uses too), must all fall inside its deps, and every dep must hold code
+it runs. Params come from the declarations the code uses (training_param_keys, point_param_keys).
 """
 
-import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from support import ROOT, dvc_paths
 
-from simclr.ablation import Point, point_param_keys, point_params
-from simclr.params import Params, load_params, training_param_keys
-from simclr.sources import project_imports
+from simclr.ablation import point_param_keys, point_params
+from simclr.core.config import Params, Section, load_params, training_param_keys
+from simclr.core.grids import Point
+from simclr.core.sources import project_imports
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def entry_point(stage: dict) -> str:
-    words = stage["cmd"].split()
-    (script,) = [w for w in words if w.startswith("stages/") and w.endswith(".py")]
+    (script,) = [w for w in stage["cmd"].split() if w.startswith("stages/") and w.endswith(".py")]
     return script
 
 
+def code_deps(stage: dict) -> list[str]:
+    return [d for d in stage["deps"] if d.startswith(("src/", "stages/"))]
+
+
+def covers(dep: str, path: str) -> bool:
+    return path == dep or path.startswith(dep.rstrip("/") + "/")
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_every_project_file_a_stage_runs_is_a_dependency(name):
+def test_every_project_file_a_stage_runs_is_inside_its_deps(name):
     stage = STAGES[name]
-    listed = {d for d in stage["deps"] if d.endswith(".py")}
-    imported = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / entry_point(stage))}
-    assert sorted(imported - listed) == [], f"dvc.yaml: stage {name} misses these deps"
-    assert sorted(listed - imported) == [], f"dvc.yaml: stage {name} lists code it does not run (needless reruns)"
+    deps = code_deps(stage)
+    imported = [p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / entry_point(stage))]
+    assert [f for f in imported if not any(covers(d, f) for d in deps)] == [], f"dvc.yaml: stage {name} misses these"
+    unused = [d for d in deps if not any(covers(d, f) for f in imported)]
+    assert unused == [], f"dvc.yaml: stage {name} depends on code it does not run (needless reruns)"
+
+
+def test_code_deps_are_folders_or_single_modules_that_exist():
+    for name, stage in STAGES.items():
+        for dep in code_deps(stage):
+            assert (ROOT / dep).exists(), (name, dep)
+
+
+def test_bytecode_does_not_count_as_a_change_of_a_folder_dep():
+    assert {"__pycache__/", "*.pyc"} <= set((ROOT / ".dvcignore").read_text().split())
+
+
+def test_paths_are_written_only_in_the_paths_group():
+    """Every path a stage reads or writes is ${paths.X} (or below it), never a literal."""
+    paths = dvc_paths()
+    for name, stage in STAGES.items():
+        entries = [*stage["deps"], *(next(iter(e)) if isinstance(e, dict) else e
+                                     for key in ("outs", "metrics", "plots") for e in stage.get(key, []))]
+        for entry in entries:
+            if entry.startswith(("src/", "stages/")):
+                continue
+            assert entry.startswith("${paths."), (name, entry)
+        assert not any(literal in stage["cmd"] for literal in paths.values()), name
 
 
 def test_no_stage_keeps_a_persistent_output():
@@ -50,35 +83,43 @@ def test_every_ablation_point_depends_on_exactly_the_params_it_reads():
         assert STAGES[f"ablate_{grid}"]["params"] == point_param_keys(), grid
 
 
-def leaves(obj, prefix: str = "") -> list[str]:
+def leaves(model, prefix: str = "") -> list[str]:
     """Every dotted key of params, down to the values (``ablation.base.temperature``)."""
     keys = []
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        keys += leaves(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        keys += leaves(value, f"{prefix}{name}.") if isinstance(value, Section) else [prefix + name]
     return keys
 
 
-def perturbed(obj, key: str):
-    """obj with the value at `key` changed (not validated: only whether anything reads it matters)."""
-    head, _, rest = key.partition(".")
-    value = getattr(obj, head)
-    if rest:
-        return dataclasses.replace(obj, **{head: perturbed(value, rest)})
-    if isinstance(value, bool):
+def perturbed(params: Params, key: str) -> Params:
+    """params with the value at `key` changed to another valid one (only whether anything reads it matters)."""
+    value = params
+    for part in key.split("."):
+        value = getattr(value, part)
+    candidates = {
+        "augment": "crop-flip", "ablation.base.augment": "crop-flip", "head": "linear", "ablation.base.head": "linear",
+        "data.source": "npz", "model.encoder": "resnet18", "pretrain.optimizer": "sgd", "pretrain.lr_scaling": "sqrt",
+        "pretrain.augment_views": "one", "pretrain.mixed_precision": "bf16", "ablation.heads": ["mlp"],
+        "ablation.augment_pairs": ["crop"], "ablation.temperatures": [0.3], "ablation.batch_sizes": [64],
+        "pretrain.momentum": 0.5, "report.view_pairs": 3, "pretrain.num_processes": 2, "seed": 7,
+        "pretrain.warmup_epochs": 1, "ablation.warmup_epochs": 0, "pretrain.dist_timeout_seconds": 300,
+        "ablation.train_images": 4096, "pretrain.train_images": 100, "model.head_layers": 3,
+    }
+    if key in candidates:
+        new = candidates[key]
+    elif isinstance(value, bool):
         new = not value
     elif isinstance(value, (int, float)):
         new = value * 2 + 1
-    elif isinstance(value, str):
+    else:
         new = value + "-other"
-    else:  # a tuple: the augment ops or a grid
-        new = value[:-1] if value else ("other",)
-    return dataclasses.replace(obj, **{head: new})
+    changed = params.replace(**{key: new})
+    assert changed != params, key
+    return changed
 
 
 def covered(key: str, declared: list[str]) -> bool:
-    """Whether a declared param (a key or a group) holds `key`; augment_spec travels with augment."""
-    key = key.replace("augment_spec", "augment")
     return any(key == d or key.startswith(d + ".") for d in declared)
 
 
@@ -94,9 +135,20 @@ def test_a_key_an_ablation_point_does_not_declare_changes_nothing_it_runs():
 
     def effective(p: Params, point: Point):
         pp = point_params(p, point)
-        return pp.training_config(), pp.linear_eval, p.ablation.train_images
+        return pp.training_config(), pp.linear_eval
 
     for point in (Point("temperature", 0.5), Point("head", "none"), Point("batch_size", 64), Point("augment", "crop")):
         for key in leaves(params):
             if not covered(key, point_param_keys()):
                 assert effective(perturbed(params, key), point) == effective(params, point), (point, key)
+
+
+def test_the_stage_modules_do_not_import_each_other_the_wrong_way():
+    """core imports nothing outside core; report imports no stage module (no cycle, one way)."""
+    core = ROOT / "src/simclr/core"
+    for path in core.glob("*.py"):
+        outside = [p for p in project_imports(path) if not p.is_relative_to(core) and p.name != "__init__.py"]
+        assert outside == [], path.name
+    report = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "src/simclr/report/__init__.py")}
+    assert not report & {"src/simclr/pretrain.py", "src/simclr/ablation.py", "src/simclr/linear_eval.py"}
+    assert Path(ROOT / "src/simclr/report/readings.py").read_text().count("matplotlib") == 0

@@ -5,8 +5,7 @@ import time
 
 import pytest
 import yaml
-
-from conftest import ROOT, copy_project, make_npz, run, tiny_params
+from support import ROOT, copy_project, make_npz, run, stage_command, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +35,14 @@ def project(tmp_path, **top):
     raw = tiny_params(repo, **top)
     raw["pretrain"]["num_processes"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(["simclr", "prepare"], repo)
+    run(stage_command("prepare"), repo)
     return repo
 
 
 def test_the_pretrain_stage_starts_its_two_processes_itself(tmp_path):
     """`pretrain.num_processes: 2` is all it takes: the stage launches torchrun (no Accelerate config read)."""
     repo = project(tmp_path)
-    proc = run(["python", "stages/pretrain.py"], repo, timeout=300)
+    proc = run(stage_command("pretrain"), repo, timeout=300)
     text = proc.stdout + proc.stderr
     assert "pretrain: starting 2 processes (torchrun --standalone --nproc_per_node 2)" in text
     assert "global batch 32 (2 x 16)" in text
@@ -57,7 +56,7 @@ def test_an_error_in_two_processes_is_still_one_line(tmp_path):
     """A worker's error is its one line; the launcher adds no report of its own (exit status 2)."""
     repo = project(tmp_path)
     fault = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": "nan-loss:3"}
-    proc = run(["python", "stages/pretrain.py"], repo, env=fault, check=False, timeout=300)
+    proc = run(stage_command("pretrain"), repo, env=fault, check=False, timeout=300)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
     assert len(errors) == 1 and errors[0].startswith("error: loss is nan at step 3 (epoch 1); stopped."), proc.stderr
@@ -71,7 +70,7 @@ def test_a_stalled_rank_fails_the_run_within_the_timeout(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
     start = time.monotonic()
     fault = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": "stall:1:3"}  # rank 1 hangs before step 3
-    proc = torchrun(["stages/pretrain.py"], repo, env=fault, check=False, timeout=240)
+    proc = torchrun(stage_command("pretrain")[1:], repo, env=fault, check=False, timeout=240)
     elapsed = time.monotonic() - start
     assert proc.returncode != 0
     assert elapsed < 120, f"took {elapsed:.0f}s"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_project, git_identity_env, init_dvc_repo, make_npz, run, tiny_params
+from support import ROOT, copy_project, git_identity_env, init_dvc_repo, make_npz, run, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_code_or_preset_edits_retrain_from_epoch_1_and_so_does_repro_force(repo)
     assert changed_stages(repo, env) == set()
 
     # an augment preset lives in params.py: editing it changes what pretrain trains
-    params_py = repo / "src/simclr/params.py"
+    params_py = repo / "src/simclr/core/config.py"
     original = params_py.read_text()
     params_py.write_text(original.replace('"color": {"strength": 0.5},', '"color": {"strength": 0.4},', 1))
     assert params_py.read_text() != original
@@ -83,7 +83,7 @@ def test_code_or_preset_edits_retrain_from_epoch_1_and_so_does_repro_force(repo)
     assert changed_stages(repo, env) == set()
 
     # a bug fix in the loss: DVC reruns pretrain, and pretrain trains (no finished checkpoint answers)
-    loss_py = repo / "src/simclr/loss.py"
+    loss_py = repo / "src/simclr/core/loss.py"
     loss_py.write_text(loss_py.read_text() + "\n_A_STATEMENT = 1\n")
     assert "pretrain" in changed_stages(repo, env)
     out = run(["dvc", "repro"], repo, env).stdout

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from simclr.lars import LARS, param_groups
+from simclr.core.lars import LARS, param_groups
 
 
 def test_one_step_matches_hand_computation():

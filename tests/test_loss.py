@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from simclr.loss import nt_xent_loss
+from simclr.core.loss import nt_xent_loss
 
 
 def paper_nt_xent(z1, z2, tau):

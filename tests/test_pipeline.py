@@ -4,8 +4,7 @@ import json
 
 import pytest
 import yaml
-
-from conftest import init_dvc_repo, run
+from support import init_dvc_repo, run
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import ROOT, make_npz, run
+from support import ROOT, make_npz, run, stage_command
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIGURES = ["metrics.png", "curves.png", "confusion.png", "view_pairs.png", "ablation_temperature.png",
@@ -49,9 +48,9 @@ def report_dir(tmp_path_factory):
     raw["ablation"].update(temperatures=[0.1, 0.5, 1.0], heads=["none", "linear", "mlp"], batch_sizes=[32, 512],
                            augment_pairs=["crop", "color", "crop+color", "color+crop"])
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(["simclr", "prepare"], root)
+    run(stage_command("prepare", scripts=ROOT), root)
     write_stage_outputs(root)
-    run(["simclr", "report"], root)
+    run(stage_command("report", scripts=ROOT), root)
     return root / "reports"
 
 
@@ -76,7 +75,7 @@ def test_a_missing_ablation_point_is_one_clear_error(report_dir):
     moved.unlink()
     try:
         before = (report_dir / "index.html").read_bytes()
-        bad = run(["simclr", "report"], root, check=False)
+        bad = run(stage_command("report", scripts=ROOT), root, check=False)
         assert bad.returncode == 2
         assert bad.stderr.strip() == ("error: metrics/ablation/head/linear.json does not exist; "
                                       "run the ablation stages before the report (dvc repro)")
@@ -109,3 +108,31 @@ def test_index_html_renders_offline_in_headless_chromium(report_dir):
     assert all(img["src"] == "data:image/png;base64" for img in images)
     assert [u for u in requests if not u.startswith(("file://", "data:"))] == []  # nothing off the machine
     assert failed == []
+
+
+# ---- the cross-experiment view (simclr experiments, report.experiments) -------------------------
+def test_experiments_table_from_dvc_api_exp_show():
+    """tests/data/exp_show.json: `dvc.api.exp_show()` (dvc 3.67) on the tiny test project after
+    `dvc repro`, a commit and one `dvc exp run -S temperature=0.5`."""
+    from simclr.report.experiments import experiments_table
+
+    rows = json.loads((ROOT / "tests/data/exp_show.json").read_text())
+    metrics = {"metrics/linear_eval.json": ["top1_h", "random_init_top1"],  # top1_h is `file:key` there (shared)
+               "metrics/pretrain.json": ["loss", "images_per_second"]}  # images_per_second is bare (unique)
+    table = experiments_table(rows, metrics)
+    assert list(table["experiment"]) == ["workspace", "master", "jaggy-mean"]
+    assert list(table["baseline"]) == ["", "", "master"]
+    assert list(table.columns[2:3]) == ["temperature"]  # the only param that differs
+    assert list(table["temperature"]) == ["0.5", "0.2", "0.5"]
+    assert list(table.columns[3:]) == ["linear_eval:top1_h", "linear_eval:random_init_top1", "pretrain:loss",
+                                       "pretrain:images_per_second"]
+    assert list(table["linear_eval:top1_h"]) == ["12.5", "15", "12.5"]
+    assert "ablation.base.temperature" in experiments_table(rows, metrics, all_params=True).columns
+
+
+def test_experiments_table_with_no_experiments_is_one_clear_error():
+    from simclr.core.errors import SimCLRError
+    from simclr.report.experiments import experiments_table
+
+    with pytest.raises(SimCLRError, match="lists no experiments with data; run `dvc exp run` first"):
+        experiments_table([{"Experiment": None, "rev": "workspace", "typ": "baseline"}], {"m.json": ["top1_h"]})

@@ -4,7 +4,7 @@ import importlib.util
 import os
 import time
 
-from conftest import ROOT
+from support import ROOT
 
 
 def load_script():

@@ -12,8 +12,7 @@ import os
 import pytest
 import torch
 import yaml
-
-from conftest import ROOT, copy_project, make_npz, run, tiny_params
+from support import ROOT, copy_project, make_npz, run, stage_command, tiny_params
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -27,7 +26,7 @@ def project(path, **pretrain):
     raw = tiny_params(repo)
     raw["pretrain"].update(epochs=EPOCHS, **pretrain)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(["simclr", "prepare"], repo)
+    run(stage_command("prepare"), repo)
     return repo
 
 
@@ -39,7 +38,7 @@ def set_params(repo, update):
 
 def pretrain(repo, fault=None, check=True):
     env = {"PYTHONPATH": str(ROOT / "tests/faults"), "SIMCLR_FAULT": fault} if fault else None
-    proc = run(["python", "stages/pretrain.py"], repo, env, check=check)
+    proc = run(stage_command("pretrain"), repo, env, check=check)
     proc.text = proc.stdout + proc.stderr
     return proc
 
@@ -93,7 +92,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics_and_leaves_no_checkp
 
 
 def test_keys_that_do_not_train_leave_the_weights_bit_identical(tmp_path, straight):
-    """The pretrain keys outside dvc.yaml's params (simclr.params.PRETRAIN_RUNTIME_KEYS) change nothing trained."""
+    """The pretrain keys outside dvc.yaml's params (simclr.core.config.PRETRAIN_RUNTIME_KEYS) change nothing trained."""
     repo = project(tmp_path / "p", knn_every=0, knn_k=5, knn_temperature=0.5, dist_timeout_seconds=30,
                    checkpoint_dir=str(tmp_path / "elsewhere"))
     proc = pretrain(repo)
@@ -119,7 +118,7 @@ def test_changed_params_or_code_never_resume_a_checkpoint(tmp_path):
     # a comment does not count as a code change: the interrupted run resumes...
     set_params(repo, lambda raw: raw.update(temperature=0.5))
     assert "interrupted; the next `dvc repro` resumes it" in run(["simclr", "checkpoints"], repo).stdout
-    loss_py = repo / "src/simclr/loss.py"
+    loss_py = repo / "src/simclr/core/loss.py"
     original = loss_py.read_text()
     loss_py.write_text(original + "\n# a comment changes nothing that runs\n")
     pretrain(repo, fault="kill-after-epoch:2", check=False)
@@ -195,15 +194,15 @@ def test_resume_with_torch_compile(tmp_path):
 
 
 @pytest.mark.parametrize("damage, stage, start", [
-    ("models/encoder.pt", ["python", "stages/linear_eval.py"],
+    ("models/encoder.pt", stage_command("linear_eval"),
      ("error: models/encoder.pt is not a readable encoder file (UnpicklingError: corrupt, truncated or not written "
       "by this pipeline); restore it with `dvc checkout models/encoder.pt` or retrain with `dvc repro -f pretrain`")),
-    ("data/prepared/train_x.npy", ["python", "stages/linear_eval.py"],
+    ("data/prepared/train_x.npy", stage_command("linear_eval"),
      ("error: data/prepared/train_x.npy does not match its checksum in data/prepared/manifest.json; "
       "rerun the prepare stage (dvc repro prepare)")),
-    ("data/prepared/train_x.npy", ["python", "stages/ablate.py", "head", "mlp"],  # reads without checksums first
+    ("data/prepared/train_x.npy", stage_command("ablate_head", "mlp"),  # reads without checksums first
      "error: data/prepared/train_x.npy is not a readable .npy file (ValueError); rerun the prepare stage"),
-    ("data/prepared/manifest.json", ["python", "stages/pretrain.py"],
+    ("data/prepared/manifest.json", stage_command("pretrain"),
      "error: data/prepared/manifest.json is malformed (UnicodeDecodeError); rerun the prepare stage"),
 ])
 def test_an_unreadable_file_is_one_line_naming_it_and_what_to_run(tmp_path, damage, stage, start):

@@ -1,8 +1,8 @@
-"""``simclr``: the pipeline's commands. ``stages/*.py`` (what dvc.yaml runs) call the same functions.
+"""``simclr``: the tools around the pipeline (the stages themselves are ``stages/*.py``, run by dvc.yaml).
 
-Every command reads params.yaml once through ``simclr.params.load_params`` (validated before
-any work) and turns a :class:`simclr.errors.SimCLRError` into one ``error: ...`` line on
-stderr and exit status 2, leaving its outputs as they were (``simclr.entry``).
+``simclr experiments`` compares DVC experiments; ``simclr checkpoints`` lists and removes the
+pretrain checkpoints of interrupted runs. A :class:`simclr.core.errors.SimCLRError` becomes one
+``error: ...`` line on stderr and exit status 2 (``simclr.core.entry``).
 """
 
 from __future__ import annotations
@@ -10,86 +10,42 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 
-from simclr.entry import PARAMS, user_errors
-from simclr.params import load_params
+from simclr.core.config import load_params
+from simclr.core.entry import PARAMS, user_errors
+from simclr.core.errors import SimCLRError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 
 
-@app.command("check-params")
-@user_errors
-def check_params(params: Path = PARAMS):
-    """Validate params.yaml (every key and value) and say so."""
-    load_params(params)
-    print(f"{params}: ok")
-
-
-@app.command()
-@user_errors
-def prepare(params: Path = PARAMS, out: Path = typer.Option(Path("data/prepared"), help="output folder")):
-    """Read the configured data source and write data/prepared/ (uint8 arrays + manifest)."""
-    from simclr.data import prepare as run
-
-    print(run(load_params(params).data, out))
-
-
-@app.command()
-@user_errors
-def pretrain(params: Path = PARAMS):
-    """Contrastive pretraining; starts pretrain.num_processes processes (torchrun) unless launched already."""
-    from simclr.pretrain import launch_pretrain
-
-    launch_pretrain(params)
-
-
-@app.command("linear-eval")
-@user_errors
-def linear_eval(params: Path = PARAMS):
-    """Frozen-encoder linear probe on h and z, kNN, and the random-init baseline."""
-    from simclr.linear_eval import linear_eval as run
-
-    run(load_params(params))
-
-
-@app.command()
-@user_errors
-def ablate(
-    kind: str = typer.Argument(..., help="grid: temperature | head | batch_size | augment"),
-    value: str = typer.Argument(..., help="the point's value, e.g. 0.5, mlp, 256, crop+color"),
-    params: Path = PARAMS,
-    out: Path = typer.Option(None, help="metrics file (default metrics/ablation/<kind>/<value>.json)"),
-):
-    """Pretrain and evaluate one ablation grid point (what each `ablate_<kind>@<value>` stage runs)."""
-    from simclr.ablation import parse_point, run_point
-
-    run_point(load_params(params), parse_point(kind, value), out=out)
-
-
-@app.command()
-@user_errors
-def report(params: Path = PARAMS, out: Path = typer.Option(Path("reports"), help="output folder")):
-    """Write reports/report.md, reports/index.html (self-contained) and reports/figures/."""
-    from simclr.report import build_report
-
-    path = build_report(load_params(params), out_dir=out)
-    print(f"report: {path}")
+def dvc_paths(repo: Path = Path(".")) -> dict[str, Path]:
+    """The ``paths`` of dvc.yaml's ``vars``: where the stages read and write (written there only)."""
+    try:
+        spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+        (paths,) = [v["paths"] for v in spec["vars"] if isinstance(v, dict) and "paths" in v]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        raise SimCLRError(f"{repo / 'dvc.yaml'} has no `vars: - paths:` group; run in the project") from None
+    return {name: repo / path for name, path in paths.items()}
 
 
 @app.command()
 @user_errors
 def experiments(
     repo: Path = typer.Option(Path("."), help="the DVC project"),
-    metrics: list[str] = typer.Option(list(("metrics/linear_eval.json", "metrics/pretrain.json")), "--metrics",
-                                      help="metrics files to show (repeat the option)"),
+    metrics: list[str] = typer.Option([], "--metrics",
+                                      help="metrics files to show (repeat; default: pretrain's and linear_eval's)"),
     all_params: bool = typer.Option(False, "--all-params", help="every param, not only those that differ"),
     out: Path = typer.Option(None, help="also write the table to this Markdown file"),
 ):
     """Tabulate the DVC experiments of the workspace: params that differ, metrics side by side."""
-    from simclr.atomic import write_text_atomic
-    from simclr.experiments import dvc_exp_show, experiments_table, to_markdown
+    from simclr.core.atomic import write_text_atomic
+    from simclr.report.experiments import dvc_exp_show, experiments_table, metric_keys, to_markdown
 
-    text = to_markdown(experiments_table(dvc_exp_show(repo), tuple(metrics), all_params))
+    if not metrics:
+        paths = dvc_paths(repo)
+        metrics = [paths[k].relative_to(repo).as_posix() for k in ("linear_eval_metrics", "pretrain_metrics")]
+    text = to_markdown(experiments_table(dvc_exp_show(repo), metric_keys(repo, tuple(metrics)), all_params))
     print(text)
     if out is not None:
         write_text_atomic(out, text + "\n")
@@ -103,7 +59,7 @@ def checkpoints(
     remove_all: bool = typer.Option(False, "--remove-all", help="delete every checkpoint not in use"),
 ):
     """List the pretrain checkpoint store (pretrain.checkpoint_dir): runs interrupted and not yet resumed."""
-    from simclr.checkpoint import list_runs, remove_run, store_path
+    from simclr.core.checkpoint import list_runs, remove_run, store_path
     from simclr.pretrain import current_fingerprint
 
     p = load_params(params)
@@ -121,7 +77,7 @@ def checkpoints(
     print(f"{store}:")
     print("| fingerprint | epochs | updated | size | state | encoder | batch | temperature | head |")
     print("|---|---|---|---|---|---|---|---|---|")
-    current = current_fingerprint(p)
+    current = current_fingerprint(p, dvc_paths()["prepared"])
     for r in runs:
         c = r.get("config", {})
         if r["in_use"]:
@@ -130,7 +86,7 @@ def checkpoints(
             state = "interrupted; the next `dvc repro` resumes it"
         else:
             state = "interrupted; other params, data or code than the workspace's"
-        print(f"| {r['fingerprint']} | {r.get('epochs_done', '?')}/{c.get('pretrain', {}).get('epochs', '?')} | "
+        print(f"| {r['fingerprint']} | {r.get('epochs_done', '?')}/{c.get('pretrain.epochs', '?')} | "
               f"{r.get('updated', '?')} | {r['bytes'] / 1e6:.1f} MB | {state} | {c.get('model', {}).get('encoder', '?')} | "
               f"{c.get('batch_size', '?')} | {c.get('temperature', '?')} | {c.get('head', '?')} |")
 

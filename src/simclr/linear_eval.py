@@ -12,29 +12,29 @@ from pathlib import Path
 
 import torch
 
-from simclr.atomic import write_text_atomic
-from simclr.data import load_prepared
-from simclr.evaluate import extract_features, knn_top1, linear_probe
-from simclr.model import SimCLRModel, load_encoder
-from simclr.params import Params
-from simclr.runtime import configure_cpu
+from simclr.core.atomic import write_text_atomic
+from simclr.core.config import Params
+from simclr.core.data import load_prepared
+from simclr.core.evaluate import extract_features, knn_top1, linear_probe
+from simclr.core.model import SimCLRModel, load_encoder
+from simclr.core.runtime import configure_cpu
 
 
-@dataclass
-class EvalOutputs:
-    encoder: Path = Path("models/encoder.pt")
-    prepared: Path = Path("data/prepared")
-    metrics: Path = Path("metrics/linear_eval.json")
-    confusion: Path = Path("metrics/confusion.csv")
+@dataclass(frozen=True)
+class LinearEvalPaths:
+    prepared: Path  # inputs
+    encoder: Path
+    metrics: Path  # outputs
+    confusion: Path
 
 
-def linear_eval(params: Params, out: EvalOutputs = EvalOutputs(), log=print) -> dict:
+def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     le = params.linear_eval
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         configure_cpu(1)
-    data = load_prepared(out.prepared)
-    model = load_encoder(out.encoder).to(device)
+    data = load_prepared(paths.prepared)
+    model = load_encoder(paths.encoder).to(device)
 
     def probe(train_feats, test_feats, seed_offset=0):
         return linear_probe(train_feats, data.train.y, test_feats, data.test.y, data.num_classes, le.epochs,
@@ -70,7 +70,7 @@ def linear_eval(params: Params, out: EvalOutputs = EvalOutputs(), log=print) -> 
     names = data.class_names
     for a, p in zip(data.test.y.tolist(), pred_h.tolist()):
         w.writerow([names[a], names[p]])
-    write_text_atomic(out.confusion, buf.getvalue())
-    write_text_atomic(out.metrics, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(paths.confusion, buf.getvalue())
+    write_text_atomic(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     log("linear_eval: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics

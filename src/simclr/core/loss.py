@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.distributed import gather_with_grad, process_rank
+from simclr.core.distributed import gather_with_grad, process_rank
 
 
 def nt_xent_loss(

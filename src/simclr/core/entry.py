@@ -1,6 +1,6 @@
 """What every command does around its work, for ``simclr`` (the CLI) and ``stages/*.py`` (what
 dvc.yaml runs): params come from ``--params`` (default params.yaml), and a
-:class:`simclr.errors.SimCLRError` becomes one ``error: ...`` line on stderr and exit status 2,
+:class:`simclr.core.errors.SimCLRError` becomes one ``error: ...`` line on stderr and exit status 2,
 the command's outputs left as they were.
 """
 
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import typer
 
-from simclr.errors import SimCLRError
+from simclr.core.errors import SimCLRError
 
 EXIT_USER_ERROR = 2
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
+# The stages' paths have no default: dvc.yaml (its `paths` group) passes every one.
+PREPARED = typer.Option(..., "--prepared", help="the prepared data folder (the prepare stage's output)")
 
 
 def fail(message: str) -> None:

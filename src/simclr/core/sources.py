@@ -3,7 +3,7 @@
 Two users, one answer:
 
 * the pretrain checkpoint store keys a checkpoint by the code that trained it, so a run
-  interrupted before a code change is never resumed after it (``simclr.checkpoint``);
+  interrupted before a code change is never resumed after it (``simclr.core.checkpoint``);
 * a test derives each stage's files from its entry point (``stages/<stage>.py``) and fails
   when dvc.yaml does not list one of them, so DVC reruns a stage whenever code it runs changes.
 
@@ -20,11 +20,11 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "simclr"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/simclr
 
 
 def _module_file(name: str, beside: Path) -> Path | None:
-    """The project file of module ``name``: in the package (``simclr.loss`` -> src/simclr/loss.py) or,
+    """The project file of module ``name``: in the package (``simclr.core.loss`` -> src/simclr/core/loss.py) or,
     for a script, a module beside it (``stages/_local_src.py``); else None."""
     parts = name.split(".")
     if parts[0] == PACKAGE:
@@ -84,6 +84,6 @@ def source_digest(files: list[Path]) -> str:
 
 
 def _display_name(path: Path) -> str:
-    """simclr/loss.py for a package file (where the project lives does not matter), else the name."""
+    """simclr/core/loss.py for a package file (where the project lives does not matter), else the name."""
     path = path.resolve()
     return path.relative_to(PACKAGE_DIR.parent).as_posix() if path.is_relative_to(PACKAGE_DIR) else path.name

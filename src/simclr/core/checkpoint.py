@@ -9,8 +9,8 @@ one folder per *fingerprint* of the run::
     <store>/<fingerprint>/lock       flock'ed by the process that trains this fingerprint
 
 * The fingerprint covers everything that determines the trained weights: the resolved training
-  params (:meth:`simclr.params.Params.training_config`), the prepared data (its manifest holds
-  each array's sha256), the code (:func:`simclr.sources.source_digest` of every project module the
+  params (:meth:`simclr.core.config.Params.training_config`), the prepared data (its manifest holds
+  each array's sha256), the code (:func:`simclr.core.sources.source_digest` of every project module the
   training imports; comments and formatting excluded), the number of processes, the device type
   and the torch version. Only a run with the same fingerprint resumes a checkpoint, so a resumed
   run never mixes two code versions or two configurations.
@@ -43,8 +43,8 @@ from pathlib import Path
 
 import torch
 
-from simclr.atomic import torch_load_weights, torch_save_atomic, write_text_atomic
-from simclr.errors import CheckpointError
+from simclr.core.atomic import torch_load_weights, torch_save_atomic, write_text_atomic
+from simclr.core.errors import CheckpointError
 
 CHECKPOINT = "last.pt"
 INFO = "run.json"
@@ -149,6 +149,7 @@ class CheckpointRun:
         self.folder = store / fingerprint
         self.path = self.folder / CHECKPOINT
         self._lock_fd: int | None = None
+        self.blob: dict | None = None  # the checkpoint this run resumes (set by the caller from load())
 
     def acquire(self) -> str | None:
         """Main process: take the lock. None when taken, else a line naming the holder."""

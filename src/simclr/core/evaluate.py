@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.augment import to_float
+from simclr.core.augment import to_float
 
 
 @torch.no_grad()

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from simclr.atomic import torch_load_weights, torch_save_atomic
-from simclr.encoders import build_encoder
-from simclr.errors import CheckpointError
-from simclr.heads import projection_head
-from simclr.params import Params
+from simclr.core.atomic import torch_load_weights, torch_save_atomic
+from simclr.core.config import Params
+from simclr.core.encoders import build_encoder
+from simclr.core.errors import CheckpointError
+from simclr.core.heads import projection_head
 
 FORMAT = "simclr-encoder/1"
 
@@ -71,7 +71,7 @@ def save_encoder(model: SimCLRModel, path: str | Path) -> None:
     )
 
 
-def load_encoder(path: str | Path = "models/encoder.pt", map_location: str | torch.device = "cpu") -> SimCLRModel:
+def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> SimCLRModel:
     """Load a pretrained SimCLR model for downstream use (safe: ``weights_only=True``).
 
     >>> model = load_encoder("models/encoder.pt").eval()

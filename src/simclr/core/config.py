@@ -1,0 +1,395 @@
+"""params.yaml, declared once: pydantic models read it, validate it and hand typed objects down.
+
+Every key is a field below with its type and range; the values live in params.yaml only (every
+key is required, so no default here can drift from it). :func:`load_params` is the one reader.
+A wrong key or value raises :class:`ParamsError` with one line, derived from the declaration::
+
+    params.yaml: KEY = VALUE is not allowed; expected WHAT THE FIELD ALLOWS
+
+``augment`` (a preset name or a mapping of ops) is resolved here into its ops with every option
+filled in, so what trains, what is fingerprinted and what the report shows is the resolved policy.
+This module does not import torch: the ``check_params`` stage that guards ``dvc repro`` starts fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types as at
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+
+from simclr.core.validation import (
+    Bool,
+    Float,
+    Fraction,
+    Grid,
+    Int,
+    ParamsError,
+    Positive,
+    Prob,
+    Section,
+    Text,
+    check_value,
+    describe_error,
+    error_line,
+    interval,
+    problem,
+)
+
+# The knobs the ablation grids vary: one declaration each, for the top level, ablation.base,
+# the grids and a point named on the command line.
+Temperature = Positive
+BatchSize = Annotated[Int, at.Ge(2)]
+Head = Literal["none", "linear", "mlp"]
+
+
+# --------------------------------------------------------------------------------------------
+# augmentation: ops and their options (the paper's ranges, Chen et al. 2020, Appendix A;
+# simclr.core.augment implements them), presets, the ablation's Figure 5 ops
+# --------------------------------------------------------------------------------------------
+class CropOptions(Section):
+    scale: interval(1e-3, 1.0) = (0.08, 1.0)
+    ratio: interval(0.1, 10.0) = (3 / 4, 4 / 3)
+
+
+class FlipOptions(Section):
+    p: Prob = 0.5
+
+
+class ColorOptions(Section):
+    strength: Annotated[Float, at.Ge(0.0), at.Le(10.0)] = 1.0
+    p: Prob = 0.8
+
+
+class GrayscaleOptions(Section):
+    p: Prob = 0.2
+
+
+class BlurOptions(Section):
+    p: Prob = 0.5
+    sigma: interval(1e-3, 100.0) = (0.1, 2.0)
+    kernel_fraction: Fraction = 0.1
+
+
+# The paper's Figure 5 ablation ops; the paper gives no parameters (see simclr.core.augment).
+class CutoutOptions(Section):
+    p: Prob = 1.0
+    size: Fraction = 0.5
+
+
+class NoiseOptions(Section):
+    p: Prob = 1.0
+    sigma: interval(0.0, 1.0) = (0.05, 0.15)
+
+
+class ApplyOptions(Section):
+    p: Prob = 1.0
+
+
+# An op's defaults are the paper's settings, not a second copy of params.yaml's values: a
+# mapping may leave an option out, as the presets below do.
+AUGMENT_OPS: dict[str, type[Section]] = {
+    "crop": CropOptions, "flip": FlipOptions, "color": ColorOptions, "grayscale": GrayscaleOptions,
+    "blur": BlurOptions, "cutout": CutoutOptions, "noise": NoiseOptions, "sobel": ApplyOptions,
+    "rotate": ApplyOptions,
+}
+
+AUGMENT_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # ImageNet policy of the paper: crop+flip, colour distortion s=1, blur.
+    "simclr": {"crop": {}, "flip": {}, "color": {"strength": 1.0}, "grayscale": {}, "blur": {}},
+    # CIFAR policy of the paper (Appendix B.9): colour strength 0.5 and no blur.
+    "simclr-cifar": {"crop": {}, "flip": {}, "color": {"strength": 0.5}, "grayscale": {}},
+    "crop-flip": {"crop": {}, "flip": {}},
+    "none": {},
+}
+
+# The ops of the paper's augmentation ablation (Figure 5), each as the augment ops it stands for:
+# crop is "crop and resize (with flip)" and colour is "colour distortion" (jitter + drop).
+FIGURE5_OPS: dict[str, dict[str, dict[str, Any]]] = {
+    "crop": {"crop": {}, "flip": {}},
+    "cutout": {"cutout": {}},
+    "color": {"color": {}, "grayscale": {}},
+    "sobel": {"sobel": {}},
+    "noise": {"noise": {}},
+    "blur": {"blur": {}},
+    "rotate": {"rotate": {}},
+}
+
+
+@dataclass(frozen=True)
+class AugmentOp:
+    """One op of the policy, every option filled in (what simclr.core.augment.AugmentPolicy runs)."""
+
+    name: str
+    options: dict[str, Any]
+
+
+def _resolve_augment(spec: Any) -> tuple[AugmentOp, ...]:
+    """A preset name, or an ordered mapping op -> options (null/{} = the paper's defaults); also
+    the resolved list [{op: options}, ...] that :meth:`Params.to_dict` writes."""
+    if isinstance(spec, tuple) and all(isinstance(op, AugmentOp) for op in spec):
+        return spec  # resolved already
+    if isinstance(spec, list) and all(isinstance(op, dict) and len(op) == 1 for op in spec):
+        spec = {name: options for op in spec for name, options in op.items()}  # as to_dict() writes it
+    ops_text = ", ".join(AUGMENT_OPS)
+    if isinstance(spec, str):
+        if spec not in AUGMENT_PRESETS:
+            raise problem("", spec, f"a preset ({', '.join(AUGMENT_PRESETS)}) or a mapping of ops ({ops_text})")
+        spec = AUGMENT_PRESETS[spec]
+    if not isinstance(spec, dict):
+        raise problem("", spec, f"a preset name or a mapping of ops ({ops_text})")
+    ops = []
+    for name, options in spec.items():
+        if name not in AUGMENT_OPS:
+            raise problem("", name, f"ops from {ops_text}")
+        model = AUGMENT_OPS[name]
+        try:
+            resolved = model.model_validate({} if options is None else options)
+        except ValidationError as exc:
+            key, value, expected = describe_error(model, exc.errors()[0], name)
+            raise problem(key, value, expected) from None
+        ops.append(AugmentOp(name, resolved.model_dump()))
+    return tuple(ops)
+
+
+Augment = Annotated[tuple[AugmentOp, ...], PlainValidator(_resolve_augment)]
+
+
+def parse_augment(spec: Any) -> tuple[AugmentOp, ...]:
+    """``augment`` as written (preset or mapping) -> its ops, or ParamsError."""
+    return check_value("augment", Augment, spec)
+
+
+def _augment_pair(v: str) -> str:
+    """`op` (the op alone) or `op1+op2` (op1 then op2), ops from FIGURE5_OPS."""
+    ops = v.split("+")
+    if len(ops) > 2 or any(op not in FIGURE5_OPS for op in ops):
+        raise problem("", v, "an op or op1+op2 with ops from " + ", ".join(FIGURE5_OPS))
+    if len(ops) == 2 and ops[0] == ops[1]:
+        raise problem("", v, f"two different ops (write `{ops[0]}` for the op alone)")
+    return v
+
+
+AugmentPair = Annotated[str, Strict(), AfterValidator(_augment_pair)]
+
+
+def augment_pair_ops(pair: str) -> tuple[AugmentOp, ...]:
+    """The augment ops one branch gets at an augmentation-ablation point."""
+    spec: dict[str, Any] = {}
+    for op in pair.split("+"):
+        spec.update(FIGURE5_OPS[op])
+    return _resolve_augment(spec)
+
+
+def describe_ops(ops: tuple[AugmentOp, ...]) -> str:
+    return ", ".join(op.name for op in ops) or "no ops"
+
+
+# --------------------------------------------------------------------------------------------
+# the sections of params.yaml
+# --------------------------------------------------------------------------------------------
+class DataParams(Section):
+    source: Literal["cifar10-sample", "cifar10", "cifar100", "imagefolder", "npz"]
+    root: Text  # imagefolder folder, npz file, or where torchvision keeps its copy
+    download: Bool
+    image_size: Annotated[Int, at.Ge(8), at.Le(1024)]
+
+
+class ModelParams(Section):
+    encoder: Literal["small_cnn", "resnet18", "resnet34", "resnet50"]
+    width: Annotated[Int, at.Ge(1), at.Le(4096)]
+    cifar_stem: Bool
+    head_hidden_dim: Annotated[Int, at.Ge(1), at.Le(65536)]
+    head_out_dim: Annotated[Int, at.Ge(1), at.Le(65536)]
+    head_layers: Annotated[Int, at.Ge(2), at.Le(16)]
+
+
+class PretrainParams(Section):
+    epochs: Annotated[Int, at.Ge(1)]
+    optimizer: Literal["lars", "sgd", "adam"]
+    lr: Positive
+    lr_scaling: Literal["linear", "sqrt", "none"]
+    momentum: Prob
+    weight_decay: Annotated[Float, at.Ge(0.0)]
+    trust_coefficient: Positive
+    warmup_epochs: Annotated[Int, at.Ge(0)]
+    train_images: Annotated[Int, at.Ge(0)]  # a fixed seeded subset of this many images; 0: all
+    augment_views: Literal["both", "one"]  # one: ops on one view, the other is the image (Figure 5)
+    num_processes: Annotated[Int, at.Ge(1), at.Le(4096)]
+    # YAML 1.1 reads an unquoted `no` (as `dvc exp run -S` writes it) as false: same meaning.
+    mixed_precision: Annotated[Literal["no", "bf16", "fp16"], BeforeValidator(lambda v: "no" if v is False else v)]
+    channels_last: Bool
+    compile: Bool
+    knn_every: Annotated[Int, at.Ge(0)]
+    knn_k: Annotated[Int, at.Ge(1)]
+    knn_temperature: Positive
+    dist_timeout_seconds: Annotated[Int, at.Ge(10)]
+    checkpoint_dir: Text
+
+    @model_validator(mode="after")
+    def _warmup_within_training(self):
+        if self.warmup_epochs > self.epochs:
+            raise problem("warmup_epochs", self.warmup_epochs, f"<= pretrain.epochs ({self.epochs})")
+        return self
+
+
+# The pretrain keys that do not change the trained weights: how the run is watched (the kNN
+# monitor), how long a hung process is waited for, where checkpoints are kept. They are not
+# dependencies of the pretrain stage (dvc.yaml) nor part of its checkpoint fingerprint, so
+# changing one neither retrains nor discards a checkpoint; it takes effect the next time it trains.
+PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_seconds", "checkpoint_dir")
+
+
+class LinearEvalParams(Section):
+    epochs: Annotated[Int, at.Ge(1)]
+    lr: Positive
+    batch_size: Annotated[Int, at.Ge(1)]
+    weight_decay: Annotated[Float, at.Ge(0.0)]
+    knn_k: Annotated[Int, at.Ge(1)]
+    knn_temperature: Positive
+
+
+class ReportParams(Section):
+    view_pairs: Annotated[Int, at.Ge(1), at.Le(64)]
+    experiments: Bool
+
+
+class AblationBase(Section):
+    """The configuration every ablation grid varies one knob of."""
+
+    temperature: Temperature
+    batch_size: BatchSize
+    head: Head
+    augment: Augment
+
+
+class AblationParams(Section):
+    epochs: Annotated[Int, at.Ge(1)]
+    warmup_epochs: Annotated[Int, at.Ge(0)]
+    train_images: Annotated[Int, at.Ge(0)]
+    linear_eval_epochs: Annotated[Int, at.Ge(1)]
+    base: AblationBase
+    temperatures: Grid(Temperature)
+    heads: Grid(Head)
+    batch_sizes: Grid(BatchSize)
+    augment_pairs: Grid(AugmentPair)
+
+    @model_validator(mode="after")
+    def _budget_fits(self):
+        if self.warmup_epochs > self.epochs:
+            raise problem("warmup_epochs", self.warmup_epochs, f"<= ablation.epochs ({self.epochs})")
+        sizes = [("base.batch_size", self.base.batch_size)]
+        sizes += [(f"batch_sizes[{i}]", bs) for i, bs in enumerate(self.batch_sizes)]
+        for key, bs in sizes:
+            if self.train_images and bs > self.train_images:
+                raise problem(key, bs, f"at most ablation.train_images ({self.train_images})")
+        return self
+
+
+class Params(Section):
+    """The whole params.yaml. The knobs experiments sweep are top level; the rest is per stage."""
+
+    temperature: Temperature
+    batch_size: BatchSize  # the GLOBAL batch, split across pretrain.num_processes
+    head: Head
+    augment: Augment
+    seed: Annotated[Int, at.Ge(0), at.Le(2**31 - 1)]
+    data: DataParams
+    model: ModelParams
+    pretrain: PretrainParams
+    linear_eval: LinearEvalParams
+    report: ReportParams
+    ablation: AblationParams
+
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self):
+        n = self.pretrain.num_processes
+        if self.batch_size % n:
+            raise problem("batch_size", self.batch_size,
+                           f"a multiple of pretrain.num_processes ({n}): it is the global batch")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, `augment` as its resolved ops ([{op: options}, ...])."""
+        return _plain(self)
+
+    def training_config(self) -> dict[str, Any]:
+        """Everything in params that determines pretraining's weights, resolved (a preset's ops,
+        not its name): the pretrain stage's params in dvc.yaml and its checkpoint fingerprint."""
+        return {key: _plain(value_at(self, key)) for key in training_param_keys()}
+
+    def replace(self, **changes: Any) -> Params:
+        """A copy with dotted keys changed (``replace(**{"pretrain.epochs": 3})``), validated again."""
+        raw = self.to_dict()
+        for key, value in changes.items():
+            *parents, last = key.split(".")
+            node = raw
+            for part in parents:
+                node = node[part]
+            node[last] = [{op.name: op.options} for op in value] if _is_ops(value) else value
+        return validate(raw)
+
+
+def _is_ops(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and all(isinstance(v, AugmentOp) for v in value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, AugmentOp):
+        return {value.name: _plain(value.options)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def value_at(params: BaseModel, key: str) -> Any:
+    for part in key.split("."):
+        params = getattr(params, part)
+    return params
+
+
+def training_param_keys() -> list[str]:
+    """The params.yaml keys that determine the pretrained weights: the pretrain stage's params."""
+    top = ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size"]
+    return top + [f"pretrain.{k}" for k in PretrainParams.model_fields if k not in PRETRAIN_RUNTIME_KEYS]
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+def validate(raw: Any) -> Params:
+    """Turn the parsed YAML document into :class:`Params` or raise :class:`ParamsError`."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params.yaml: the document is {type(raw).__name__}; expected a mapping")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(error_line(Params, exc)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params.yaml: {path} does not exist; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ParamsError(f"params.yaml: {path} is not valid YAML ({first})") from None
+    return validate(raw)
+

@@ -1,0 +1,67 @@
+"""The ablation grids of params.yaml as points: one DVC stage ``ablate_<kind>@<key>`` each, whose
+metrics file is ``<ablation folder>/<kind>/<key>.json`` (dvc.yaml writes the same path)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simclr.core.config import AugmentPair, BatchSize, Head, Params, ParamsError, Temperature, check_value
+from simclr.core.errors import SimCLRError
+
+# grid name in params.yaml -> the point kind (stage ablate_<kind>, folder <ablation>/<kind>)
+GRIDS = {"temperatures": "temperature", "heads": "head", "batch_sizes": "batch_size", "augment_pairs": "augment"}
+KINDS = {"temperature": Temperature, "head": Head, "batch_size": BatchSize, "augment": AugmentPair}
+
+
+@dataclass(frozen=True)
+class Point:
+    kind: str  # temperature | head | batch_size | augment
+    value: Any
+    key: str = ""  # the value as written in the stage name and the metrics file name
+
+    def __post_init__(self):
+        if not self.key:
+            object.__setattr__(self, "key", str(self.value))
+
+
+def grid_points(params: Params) -> list[Point]:
+    ab = params.ablation
+    return [Point(kind, value) for grid, kind in GRIDS.items() for value in getattr(ab, grid)]
+
+
+def point_file(root: Path, point: Point) -> Path:
+    return root / point.kind / f"{point.key}.json"
+
+
+def parse_point(kind: str, raw: str) -> Point:
+    """A point from the command line (`python stages/ablate.py temperature 0.5`), checked as its grid is."""
+    if kind not in KINDS:
+        raise ParamsError(f"ablation point kind {kind!r} is not allowed; expected one of {', '.join(KINDS)}")
+    value: Any = raw
+    if kind in ("temperature", "batch_size"):
+        try:
+            value = (float if kind == "temperature" else int)(raw)
+        except ValueError:
+            pass
+    try:
+        return Point(kind, check_value(f"ablation point {kind}", KINDS[kind], value), raw)
+    except ParamsError as exc:  # the value came from the command line, not from params.yaml
+        raise ParamsError(str(exc).removeprefix("params.yaml: ")) from None
+
+
+def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
+    """Every point of the current grids, by kind; a missing or malformed file is one clear error."""
+    results: dict[str, list[dict]] = {kind: [] for kind in GRIDS.values()}
+    for point in grid_points(params):
+        path = point_file(root, point)
+        if not path.is_file():
+            raise SimCLRError(f"{path} does not exist; run the ablation stages before the report (dvc repro)")
+        try:
+            m = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f ablate_{point.kind}@{point.key}`")
+        results[point.kind].append({**m, "value": point.value})
+    return results

@@ -1,0 +1,169 @@
+"""The machinery behind params.yaml's declaration (simclr.core.config): value types whose
+constraints are written once, and pydantic's errors turned into one line derived from them::
+
+    params.yaml: KEY = VALUE is not allowed; expected WHAT THE FIELD ALLOWS
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import annotated_types as at
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from simclr.core.errors import SimCLRError
+
+
+class ParamsError(SimCLRError, ValueError):
+    """A params.yaml key or value is wrong; the message names key, value and what is allowed."""
+
+
+def problem(sub: str, value: Any, expected: str) -> PydanticCustomError:
+    """A cross-field or custom check's failure: `sub` is the key below the validated field."""
+    return PydanticCustomError("params_problem", "{expected}", {"sub": sub, "value": value, "expected": expected})
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A [low, high] pair with lo <= low <= high <= hi."""
+
+    lo: float
+    hi: float
+
+    def __call__(self, v: tuple[float, float]) -> tuple[float, float]:
+        if not self.lo <= v[0] <= v[1] <= self.hi:
+            raise problem("", list(v), self.text())
+        return v
+
+    def text(self) -> str:
+        return f"[low, high] with {self.lo} <= low <= high <= {self.hi}"
+
+
+def interval(lo: float, hi: float):
+    check = Interval(lo, hi)
+    return Annotated[tuple[float, float], AfterValidator(check), check]
+
+
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Bool = Annotated[bool, Strict()]
+Text = Annotated[str, Strict(), at.MinLen(1)]
+Prob = Annotated[Float, at.Ge(0.0), at.Le(1.0)]
+Positive = Annotated[Float, at.Gt(0.0)]
+Fraction = Annotated[Float, at.Gt(0.0), at.Le(1.0)]
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _distinct(values: tuple) -> tuple:
+    if len(set(map(str, values))) != len(values):
+        raise problem("", list(values), "a list without repeated values (each value names one stage)")
+    return values
+
+
+def Grid(item):  # a type, read like one
+    """A list of distinct values, each one DVC stage named after it; [] turns the grid off."""
+    return Annotated[tuple[item, ...], AfterValidator(_distinct)]
+
+
+def _unwrap(tp: Any) -> tuple[Any, list]:
+    meta: list = []
+    while typing.get_origin(tp) is Annotated:
+        tp, *more = typing.get_args(tp)
+        meta = [*more, *meta]
+    return tp, meta
+
+
+def expected(tp: Any, meta: list = ()) -> str:
+    """What a declared type allows, in words (the `expected ...` of an error)."""
+    tp, inner = _unwrap(tp)
+    meta = [*inner, *meta]
+    for m in meta:
+        if isinstance(m, Interval):
+            return m.text()
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    if origin is tuple:
+        return "a list (may be empty)"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "a mapping of " + ", ".join(tp.model_fields)
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a non-empty string"
+    if tp in (int, float):
+        kind = "an integer" if tp is int else "a finite number"
+        lo = next((m for m in meta if isinstance(m, (at.Ge, at.Gt))), None)
+        hi = next((m.le for m in meta if isinstance(m, at.Le)), None)
+        if lo is not None and hi is not None:
+            return f"{kind} in {'(' if isinstance(lo, at.Gt) else '['}{_bound(lo)}, {hi}]"
+        if lo is not None:
+            return f"{kind} {'>' if isinstance(lo, at.Gt) else '>='} {_bound(lo)}"
+        return kind
+    return str(tp)
+
+
+def _bound(m: at.Ge | at.Gt) -> Any:
+    return m.gt if isinstance(m, at.Gt) else m.ge
+
+
+def describe_error(model: type[BaseModel], error: dict, prefix: str = "") -> tuple[str, Any, str]:
+    """(key, value, expected) for pydantic's first error, from the declarations along its loc."""
+    loc = error["loc"]
+    tp: Any = model
+    meta: list = []
+    parent_name, parent = prefix, model  # the mapping the key sits in (for an unknown key)
+    key = prefix
+    for part in loc:
+        base, _ = _unwrap(tp)
+        if isinstance(part, int):
+            key += f"[{part}]"
+            tp, meta = typing.get_args(base)[0], []
+            continue
+        parent_name, parent = key, base
+        key = f"{key}.{part}" if key else str(part)
+        field = base.model_fields.get(part) if isinstance(base, type) and issubclass(base, BaseModel) else None
+        tp, meta = (field.annotation, list(field.metadata)) if field else (None, [])
+    kind = error["type"]
+    if kind == "params_problem":
+        ctx = error["ctx"]
+        sub = ctx["sub"]
+        key = f"{key}.{sub}" if key and sub and not sub.startswith("[") else f"{key}{sub}" if key else sub
+        return key, ctx["value"], ctx["expected"]
+    if kind == "extra_forbidden":
+        keys = ", ".join(parent.model_fields)
+        allowed = f"keys of {parent_name}: {keys}" if parent_name else f"top-level keys {keys}"
+        return key, error["input"], allowed
+    if kind == "missing":
+        return key, None, expected(tp, meta)
+    return key, error["input"], expected(tp, meta)
+
+
+def error_line(model: type[BaseModel], exc: ValidationError, source: str = "params.yaml") -> str:
+    # A wrong key or value first: a typo (`temprature`) also leaves its key missing, and the typo
+    # is what the user needs to see.
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] != "missing"), errors[0])
+    key, value, allowed = describe_error(model, error)
+    if error["type"] == "missing":
+        return f"{source}: {key} is missing; expected {allowed}"
+    return f"{source}: {key} = {value!r} is not allowed; expected {allowed}"
+
+
+def check_value(key: str, tp: Any, value: Any) -> Any:
+    """One value against a declared type (a point named on the command line, the augment ops)."""
+    try:
+        return TypeAdapter(tp).validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "params_problem":
+            sub = error["ctx"]["sub"]
+            where = f"{key}.{sub}" if sub else key
+            raise ParamsError(f"params.yaml: {where} = {error['ctx']['value']!r} is not allowed; "
+                              f"expected {error['ctx']['expected']}") from None
+        raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {expected(tp)}") from None
