@@ -12,8 +12,12 @@ from simclr.core.entry import PARAMS, run_stage
 from simclr.prepare import prepare
 
 
-def main(out: Path = typer.Option(..., help="the prepared folder to write"), params: Path = PARAMS):
-    print(prepare(load_params(params).data, out))
+def main(
+    sample: Path = typer.Option(..., help="the embedded CIFAR-10 sample's folder (data.source: cifar10-sample)"),
+    out: Path = typer.Option(..., help="the prepared folder to write"),
+    params: Path = PARAMS,
+):
+    print(prepare(load_params(params).data, sample, out))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ def test_the_shipped_params_are_valid():
         (lambda r: r["data"].update(source="imagenet"), "data.source = 'imagenet' is not allowed; expected one of cifar10-sample"),
         (lambda r: r["model"].update(encoder="vit"), "model.encoder = 'vit' is not allowed"),
         (lambda r: r.pop("seed"), "seed is missing"),
+        (lambda r: r.pop("augment"), "augment is missing; expected a preset (simclr, simclr-cifar"),
+        (lambda r: r["pretrain"].update({1: 2}), "pretrain.1 = 1 is not allowed; expected keys of pretrain: epochs"),
+        (lambda r: r.update(augment={"crop": {"scale": [0.5]}}), "augment.crop.scale = [0.5] is not allowed; expected [low"),
+        (lambda r: r.update(augment={"crop": {"scale": ["0.1", "0.5"]}}), "augment.crop.scale = ['0.1', '0.5'] is not"),
+        (lambda r: r.update(augment=[{"crop": {}}, {"crop": {}}]), "augment = ['crop', 'crop'] is not allowed; expected each op once"),
+        (lambda r: r["pretrain"].update(train_images=100), "batch_size = 128 is not allowed; expected at most pretrain.train_images (100)"),
+        (lambda r: r["ablation"].update(augment_pairs=[3]), "ablation.augment_pairs[0] = 3 is not allowed; expected an op or op1+op2"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(edit, fragment):

@@ -20,7 +20,9 @@ affordable), with the model and optimiser of ``model`` / ``pretrain``, then prob
 encoder on the whole train split and scores the whole test split. dvc.yaml runs one stage per
 point (``ablate_<grid>@<value>``, see :mod:`simclr.core.grids`), so DVC caches every point and
 reruns only the points whose value or shared settings changed. A point is a configuration like any
-other (:func:`point_params`): :func:`simclr.pretrain.pretrain` runs it with no special argument.
+other (:func:`point_params`): :func:`simclr.pretrain.pretrain` runs it with no special argument. A
+point keeps no checkpoint (``pretrain.checkpoint_dir: ""``): it is short, and two queued
+experiments that share a point may run it at the same time.
 """
 
 from __future__ import annotations
@@ -50,14 +52,14 @@ def point_params(params: Params, point: Point) -> Params:
     knobs[point.kind] = augment_pair_ops(point.value) if point.kind == "augment" else point.value
     return params.replace(**knobs, **{
         "pretrain.epochs": ab.epochs, "pretrain.warmup_epochs": ab.warmup_epochs, "pretrain.knn_every": 0,
-        "pretrain.num_processes": 1, "pretrain.train_images": ab.train_images,
+        "pretrain.num_processes": 1, "pretrain.train_images": ab.train_images, "pretrain.checkpoint_dir": "",
         "pretrain.augment_views": "one" if point.kind == "augment" else "both",
         "linear_eval.epochs": ab.linear_eval_epochs})
 
 
 # The keys of pretrain / linear_eval that point_params sets itself: not a point's dependencies.
 POINT_OVERRIDES = {"pretrain": ("epochs", "warmup_epochs", "knn_every", "num_processes", "train_images",
-                                "augment_views"), "linear_eval": ("epochs",)}
+                                "augment_views", "checkpoint_dir"), "linear_eval": ("epochs",)}
 
 
 def point_param_keys() -> list[str]:

@@ -25,7 +25,7 @@ def dvc_paths(repo: Path = Path(".")) -> dict[str, Path]:
         spec = yaml.safe_load((repo / "dvc.yaml").read_text())
         (paths,) = [v["paths"] for v in spec["vars"] if isinstance(v, dict) and "paths" in v]
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
-        raise SimCLRError(f"{repo / 'dvc.yaml'} has no `vars: - paths:` group; run in the project") from None
+        raise SimCLRError(f"{repo / 'dvc.yaml'} cannot be read or has no `vars: - paths:` group; run in the project") from None
     return {name: repo / path for name, path in paths.items()}
 
 
@@ -63,6 +63,9 @@ def checkpoints(
     from simclr.pretrain import current_fingerprint
 
     p = load_params(params)
+    if not p.pretrain.checkpoint_dir:
+        print('pretrain.checkpoint_dir is "": no checkpoints are kept')
+        return
     store = store_path(p.pretrain.checkpoint_dir)
     runs = list_runs(store)
     targets = [r["fingerprint"] for r in runs if not r["in_use"]] if remove_all else remove
@@ -74,10 +77,10 @@ def checkpoints(
     if not runs:
         print(f"{store}: no checkpoints (a run's checkpoint is removed once its outputs are written)")
         return
+    current = current_fingerprint(p, dvc_paths()["prepared"])  # before printing: an error is one line
     print(f"{store}:")
     print("| fingerprint | epochs | updated | size | state | encoder | batch | temperature | head |")
     print("|---|---|---|---|---|---|---|---|---|")
-    current = current_fingerprint(p, dvc_paths()["prepared"])
     for r in runs:
         c = r.get("config", {})
         if r["in_use"]:

@@ -19,7 +19,7 @@ from simclr.core.config import DataParams
 from simclr.core.data import SPLITS, Dataset, check_arrays, sha256_file
 from simclr.core.errors import DataError
 
-SAMPLE_PATH = Path(__file__).resolve().parents[2] / "data" / "cifar10-sample" / "cifar10-sample.npz"
+SAMPLE_FILE = "cifar10-sample.npz"  # in the folder dvc.yaml names (paths.sample)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
 
@@ -131,11 +131,11 @@ def _load_imagefolder(root: Path, size: int) -> Dataset:
     return Dataset(train=splits["train"], test=splits["test"], class_names=class_names, source="imagefolder")
 
 
-def load_source(params: DataParams) -> Dataset:
+def load_source(params: DataParams, sample: Path) -> Dataset:
     """Read the configured source into memory, checked, at `params.image_size`."""
     root = Path(params.root)
     if params.source == "cifar10-sample":
-        ds = _load_npz(SAMPLE_PATH, "cifar10-sample")
+        ds = _load_npz(sample / SAMPLE_FILE, "cifar10-sample")
     elif params.source == "npz":
         ds = _load_npz(root, "data.source npz (data.root)")
     elif params.source in ("cifar10", "cifar100"):
@@ -186,9 +186,9 @@ def write_prepared(ds: Dataset, out_dir: str | Path) -> dict:
 
 
 
-def prepare(params: DataParams, out: Path) -> str:
+def prepare(params: DataParams, sample: Path, out: Path) -> str:
     """The prepare stage: read the source, write the prepared layout; returns a one-line summary."""
-    manifest = write_prepared(load_source(params), out)
+    manifest = write_prepared(load_source(params, sample), out)
     counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
     return (f"prepare: {params.source} -> {out}: {counts['train']} train, {counts['test']} test, "
             f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}")

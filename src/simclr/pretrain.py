@@ -86,15 +86,17 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
 
     run, bar = None, None
     try:
-        run = open_checkpoints(accelerator, params, describe_run(params, paths.prepared, accelerator.num_processes,
-                                                                 device))
+        if pre.checkpoint_dir:  # "" (the ablation points): none kept
+            run = open_checkpoints(accelerator, params, describe_run(params, paths.prepared,
+                                                                     accelerator.num_processes, device))
         state = resume(run, net, log)
         model, optimizer = accelerator.prepare(net, optimizer)  # DDP and torch.compile wrap `net`
-        if run.blob is not None:
+        if run and run.blob is not None:
             restore_optimizer(run.blob, optimizer, accelerator.scaler)
         log(f"pretrain: {len(train_x)} images, global batch {params.batch_size} ({accelerator.num_processes} x "
             f"{local_batch}), {steps_per_epoch} steps/epoch, {pre.epochs} epochs, {pre.optimizer} peak lr "
-            f"{peak_lr:.4g}, device {device}, precision {pre.mixed_precision}, checkpoints in {run.folder}")
+            f"{peak_lr:.4g}, device {device}, precision {pre.mixed_precision}"
+            + (f", checkpoints in {run.folder}" if run else ""))
         bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                    desc="pretrain", unit="step", dynamic_ncols=True,
                    mininterval=0.2 if sys.stderr.isatty() else 30)  # logs (dvc, CI) get a line per 30 s
@@ -269,8 +271,8 @@ def open_checkpoints(accelerator, params: Params, description: dict) -> Checkpoi
     return run
 
 
-def resume(run: CheckpointRun, net: nn.Module, log) -> TrainingState:
-    if run.blob is None:
+def resume(run: CheckpointRun | None, net: nn.Module, log) -> TrainingState:
+    if run is None or run.blob is None:
         return TrainingState()
     net.load_state_dict(run.blob["model"])
     log(f"resuming from {run.path}: {run.blob['epoch']} epoch(s) done")
@@ -290,7 +292,7 @@ def knn_monitor(params: Params, epoch: int, net: nn.Module, train_x, train_y, da
     return knn_top1(h_train, train_y, h_test, data.test.y, data.num_classes, pre.knn_k, pre.knn_temperature)
 
 
-def end_of_epoch(accelerator, run: CheckpointRun, state: TrainingState, row: dict, train_time: float,
+def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, row: dict, train_time: float,
                  wall_time: float, net: nn.Module, optimizer, paths: PretrainPaths, bar, epochs: int) -> None:
     """Record the epoch, checkpoint it and write the history so far (main process)."""
     state.epoch = row["epoch"]
@@ -298,7 +300,8 @@ def end_of_epoch(accelerator, run: CheckpointRun, state: TrainingState, row: dic
     state.history.append(row)
     state.wall_seconds += wall_time
     if accelerator.is_main_process:
-        run.save(training_blob(state, net, optimizer, accelerator.scaler))
+        if run:
+            run.save(training_blob(state, net, optimizer, accelerator.scaler))
         write_text_atomic(paths.history, history_csv(state.history))
     accelerator.wait_for_everyone()
     if accelerator.is_local_main_process:
@@ -306,7 +309,7 @@ def end_of_epoch(accelerator, run: CheckpointRun, state: TrainingState, row: dic
                   f"knn_top1 {row['knn_top1']:.2f}  {row['images_per_second']:.0f} img/s")
 
 
-def write_outputs(accelerator, run: CheckpointRun, state: TrainingState, net: nn.Module, paths: PretrainPaths,
+def write_outputs(accelerator, run: CheckpointRun | None, state: TrainingState, net: nn.Module, paths: PretrainPaths,
                   batch_size: int) -> dict:
     metrics = {
         "loss": state.history[-1]["loss"],
@@ -319,7 +322,8 @@ def write_outputs(accelerator, run: CheckpointRun, state: TrainingState, net: nn
         save_encoder(net, paths.encoder)
         write_text_atomic(paths.history, history_csv(state.history))
         write_text_atomic(paths.metrics, json.dumps(_json_safe(metrics), indent=2) + "\n")
-        run.finish()  # DVC's cache holds the result now; `dvc repro -f` trains from epoch 1
+        if run:
+            run.finish()  # DVC's cache holds the result now; `dvc repro -f` trains from epoch 1
     accelerator.wait_for_everyone()
     return metrics
 
@@ -340,7 +344,9 @@ def gradient_norm(accelerator, net: nn.Module) -> float:
     return torch.nn.utils.get_total_norm(grads).item()
 
 
-def _kept(run: CheckpointRun, state: TrainingState) -> str:
+def _kept(run: CheckpointRun | None, state: TrainingState) -> str:
+    if run is None:  # an ablation point: no checkpoints
+        return "Lower pretrain.lr or check the data"
     if state.epoch == 0:
         return "No epoch had finished, so there is no checkpoint to resume; lower pretrain.lr or check the data"
     return (f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; lower pretrain.lr or check "

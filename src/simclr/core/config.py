@@ -31,6 +31,7 @@ from pydantic import (
 
 from simclr.core.validation import (
     Bool,
+    Described,
     Float,
     Fraction,
     Grid,
@@ -141,6 +142,9 @@ def _resolve_augment(spec: Any) -> tuple[AugmentOp, ...]:
     if isinstance(spec, tuple) and all(isinstance(op, AugmentOp) for op in spec):
         return spec  # resolved already
     if isinstance(spec, list) and all(isinstance(op, dict) and len(op) == 1 for op in spec):
+        names = [name for op in spec for name in op]
+        if len(set(names)) != len(names):
+            raise problem("", names, "each op once")
         spec = {name: options for op in spec for name, options in op.items()}  # as to_dict() writes it
     ops_text = ", ".join(AUGMENT_OPS)
     if isinstance(spec, str):
@@ -163,7 +167,8 @@ def _resolve_augment(spec: Any) -> tuple[AugmentOp, ...]:
     return tuple(ops)
 
 
-Augment = Annotated[tuple[AugmentOp, ...], PlainValidator(_resolve_augment)]
+Augment = Annotated[tuple[AugmentOp, ...], PlainValidator(_resolve_augment),
+                    Described(f"a preset ({', '.join(AUGMENT_PRESETS)}) or a mapping of ops ({', '.join(AUGMENT_OPS)})")]
 
 
 def parse_augment(spec: Any) -> tuple[AugmentOp, ...]:
@@ -181,7 +186,8 @@ def _augment_pair(v: str) -> str:
     return v
 
 
-AugmentPair = Annotated[str, Strict(), AfterValidator(_augment_pair)]
+AugmentPair = Annotated[str, Strict(), AfterValidator(_augment_pair),
+                        Described("an op or op1+op2 with ops from " + ", ".join(FIGURE5_OPS))]
 
 
 def augment_pair_ops(pair: str) -> tuple[AugmentOp, ...]:
@@ -235,7 +241,7 @@ class PretrainParams(Section):
     knn_k: Annotated[Int, at.Ge(1)]
     knn_temperature: Positive
     dist_timeout_seconds: Annotated[Int, at.Ge(10)]
-    checkpoint_dir: Text
+    checkpoint_dir: Annotated[str, Strict()]  # "": keep no checkpoints (the short ablation points)
 
     @model_validator(mode="after")
     def _warmup_within_training(self):
@@ -314,10 +320,12 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _batch_splits_over_processes(self):
-        n = self.pretrain.num_processes
+        n, images = self.pretrain.num_processes, self.pretrain.train_images
         if self.batch_size % n:
             raise problem("batch_size", self.batch_size,
                            f"a multiple of pretrain.num_processes ({n}): it is the global batch")
+        if images and self.batch_size > images:
+            raise problem("batch_size", self.batch_size, f"at most pretrain.train_images ({images})")
         return self
 
     def to_dict(self) -> dict[str, Any]:

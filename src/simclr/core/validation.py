@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import annotated_types as at
-from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from simclr.core.errors import SimCLRError
@@ -27,16 +36,25 @@ def problem(sub: str, value: Any, expected: str) -> PydanticCustomError:
 
 
 @dataclass(frozen=True)
+class Described:
+    """What a custom type allows, in words, for its error messages (``expected`` reads it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Interval:
     """A [low, high] pair with lo <= low <= high <= hi."""
 
     lo: float
     hi: float
 
-    def __call__(self, v: tuple[float, float]) -> tuple[float, float]:
-        if not self.lo <= v[0] <= v[1] <= self.hi:
-            raise problem("", list(v), self.text())
-        return v
+    def __call__(self, v: Any) -> tuple[float, float]:
+        numbers = isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if not numbers or not self.lo <= v[0] <= v[1] <= self.hi:
+            raise problem("", v, self.text())
+        return float(v[0]), float(v[1])
 
     def text(self) -> str:
         return f"[low, high] with {self.lo} <= low <= high <= {self.hi}"
@@ -44,7 +62,7 @@ class Interval:
 
 def interval(lo: float, hi: float):
     check = Interval(lo, hi)
-    return Annotated[tuple[float, float], AfterValidator(check), check]
+    return Annotated[tuple[float, float], BeforeValidator(check), check]
 
 
 Int = Annotated[int, Strict()]
@@ -85,6 +103,8 @@ def expected(tp: Any, meta: list = ()) -> str:
     for m in meta:
         if isinstance(m, Interval):
             return m.text()
+        if isinstance(m, Described):
+            return m.text
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
@@ -121,12 +141,12 @@ def describe_error(model: type[BaseModel], error: dict, prefix: str = "") -> tup
     key = prefix
     for part in loc:
         base, _ = _unwrap(tp)
-        if isinstance(part, int):
+        if isinstance(part, int) and typing.get_origin(base) is tuple:
             key += f"[{part}]"
             tp, meta = typing.get_args(base)[0], []
             continue
         parent_name, parent = key, base
-        key = f"{key}.{part}" if key else str(part)
+        key = f"{key}.{part}" if key else str(part)  # a non-string key (YAML `1:` or `yes:`) too
         field = base.model_fields.get(part) if isinstance(base, type) and issubclass(base, BaseModel) else None
         tp, meta = (field.annotation, list(field.metadata)) if field else (None, [])
     kind = error["type"]
@@ -135,7 +155,7 @@ def describe_error(model: type[BaseModel], error: dict, prefix: str = "") -> tup
         sub = ctx["sub"]
         key = f"{key}.{sub}" if key and sub and not sub.startswith("[") else f"{key}{sub}" if key else sub
         return key, ctx["value"], ctx["expected"]
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" or (tp is None and isinstance(parent, type) and issubclass(parent, BaseModel)):
         keys = ", ".join(parent.model_fields)
         allowed = f"keys of {parent_name}: {keys}" if parent_name else f"top-level keys {keys}"
         return key, error["input"], allowed

@@ -22,8 +22,6 @@ from simclr.core.config import Params
 from simclr.core.errors import SimCLRError
 from simclr.report.render import markdown_table
 
-DEFAULT_METRICS = ("metrics/linear_eval.json", "metrics/pretrain.json")
-
 
 def dvc_exp_show(repo: Path = Path(".")) -> list[dict]:
     """``dvc.api.exp_show`` for ``repo``; a DVC error is one line."""
