@@ -95,9 +95,11 @@ def init_dvc_repo(tmp_path: Path, **top) -> tuple[Path, dict]:
 
 
 def dvc_paths() -> dict[str, str]:
-    """The `paths` group of dvc.yaml's vars (the one place the pipeline's paths are written)."""
-    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    return next(v["paths"] for v in spec["vars"] if isinstance(v, dict) and "paths" in v)
+    """The `paths` group of dvc.yaml's vars (the one place the pipeline's paths are written),
+    relative to the project, as the CLI reads it."""
+    from simclr.cli import dvc_paths as read
+
+    return {name: path.relative_to(ROOT).as_posix() for name, path in read(ROOT).items()}
 
 
 def stage_command(name: str, item: str = "", scripts: Path | None = None, **overrides) -> list[str]:

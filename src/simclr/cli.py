@@ -40,12 +40,13 @@ def experiments(
 ):
     """Tabulate the DVC experiments of the workspace: params that differ, metrics side by side."""
     from simclr.core.atomic import write_text_atomic
-    from simclr.report.experiments import dvc_exp_show, experiments_table, metric_keys, to_markdown
+    from simclr.report.experiments import dvc_exp_show, experiments_table, metric_keys
+    from simclr.report.render import markdown_table
 
     if not metrics:
         paths = dvc_paths(repo)
         metrics = [paths[k].relative_to(repo).as_posix() for k in ("linear_eval_metrics", "pretrain_metrics")]
-    text = to_markdown(experiments_table(dvc_exp_show(repo), metric_keys(repo, tuple(metrics)), all_params))
+    text = markdown_table(experiments_table(dvc_exp_show(repo), metric_keys(repo, tuple(metrics)), all_params))
     print(text)
     if out is not None:
         write_text_atomic(out, text + "\n")

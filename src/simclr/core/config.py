@@ -139,8 +139,6 @@ class AugmentOp:
 def _resolve_augment(spec: Any) -> tuple[AugmentOp, ...]:
     """A preset name, or an ordered mapping op -> options (null/{} = the paper's defaults); also
     the resolved list [{op: options}, ...] that :meth:`Params.to_dict` writes."""
-    if isinstance(spec, tuple) and all(isinstance(op, AugmentOp) for op in spec):
-        return spec  # resolved already
     if isinstance(spec, list) and all(isinstance(op, dict) and len(op) == 1 for op in spec):
         names = [name for op in spec for name in op]
         if len(set(names)) != len(names):
@@ -345,12 +343,8 @@ class Params(Section):
             node = raw
             for part in parents:
                 node = node[part]
-            node[last] = [{op.name: op.options} for op in value] if _is_ops(value) else value
+            node[last] = _plain(value)  # resolved ops as to_dict() writes them
         return validate(raw)
-
-
-def _is_ops(value: Any) -> bool:
-    return isinstance(value, tuple) and bool(value) and all(isinstance(v, AugmentOp) for v in value)
 
 
 def _plain(value: Any) -> Any:

@@ -164,12 +164,12 @@ def describe_error(model: type[BaseModel], error: dict, prefix: str = "") -> tup
     return key, error["input"], expected(tp, meta)
 
 
-def error_line(model: type[BaseModel], exc: ValidationError, source: str = "params.yaml") -> str:
+def error_line(model: Any, exc: ValidationError, prefix: str = "", source: str = "params.yaml") -> str:
     # A wrong key or value first: a typo (`temprature`) also leaves its key missing, and the typo
     # is what the user needs to see.
     errors = exc.errors()
     error = next((e for e in errors if e["type"] != "missing"), errors[0])
-    key, value, allowed = describe_error(model, error)
+    key, value, allowed = describe_error(model, error, prefix)
     if error["type"] == "missing":
         return f"{source}: {key} is missing; expected {allowed}"
     return f"{source}: {key} = {value!r} is not allowed; expected {allowed}"
@@ -180,10 +180,4 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
     try:
         return TypeAdapter(tp).validate_python(value)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        if error["type"] == "params_problem":
-            sub = error["ctx"]["sub"]
-            where = f"{key}.{sub}" if sub else key
-            raise ParamsError(f"params.yaml: {where} = {error['ctx']['value']!r} is not allowed; "
-                              f"expected {error['ctx']['expected']}") from None
-        raise ParamsError(f"params.yaml: {key} = {value!r} is not allowed; expected {expected(tp)}") from None
+        raise ParamsError(error_line(tp, exc, prefix=key)) from None

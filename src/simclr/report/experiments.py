@@ -20,7 +20,6 @@ import pandas as pd
 
 from simclr.core.config import Params
 from simclr.core.errors import SimCLRError
-from simclr.report.render import markdown_table
 
 
 def dvc_exp_show(repo: Path = Path(".")) -> list[dict]:
@@ -72,10 +71,6 @@ def experiments_table(rows: list[dict], metrics: dict[str, list[str]], all_param
     out = df[["experiment", "baseline", *differing, *metric_cols]]
     out = out.astype(object).where(out.notna(), "").map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
     return out.rename(columns=lambda c: c.removeprefix("param:"))
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    return markdown_table(df)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
