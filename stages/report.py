@@ -18,10 +18,11 @@ def main(
     linear_eval: Path = typer.Option(..., help="the linear_eval stage's metrics JSON"),
     confusion: Path = typer.Option(..., help="the linear_eval stage's confusion CSV"),
     ablation: Path = typer.Option(..., help="the folder of the ablation points' metrics"),
+    finetune: Path = typer.Option(..., help="the folder of the finetune points' metrics"),
     out: Path = typer.Option(..., help="output folder"),
     params: Path = PARAMS,
 ):
-    paths = ReportPaths(prepared, pretrain_metrics, history, linear_eval, confusion, ablation, out)
+    paths = ReportPaths(prepared, pretrain_metrics, history, linear_eval, confusion, ablation, finetune, out)
     print(f"report: {build_report(load_params(params), paths)}")
 
 

@@ -47,7 +47,7 @@ def git_identity_env(home: Path) -> dict:
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "src", "data/cifar10-sample", "metrics/ablation/README.md",
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "src", "data/cifar10-sample", "metrics/ablation/README.md", "metrics/finetune/README.md",
                  "pyproject.toml", ".gitignore"]
 
 
@@ -72,6 +72,7 @@ def tiny_params(repo: Path, **top) -> dict:
     raw["model"].update(width=8, head_hidden_dim=32, head_out_dim=16)
     raw["pretrain"].update(epochs=2, warmup_epochs=1, knn_every=1, knn_k=20)
     raw["linear_eval"].update(epochs=5, knn_k=20)
+    raw["finetune"].update(label_fractions=[0.25], steps=4, batch_size=16)
     raw["report"].update(view_pairs=4)
     raw["ablation"].update(epochs=1, warmup_epochs=0, train_images=0, linear_eval_epochs=2,
                            base={**raw["ablation"]["base"], "batch_size": 32},

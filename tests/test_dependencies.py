@@ -13,6 +13,7 @@ import yaml
 from support import ROOT, dvc_paths
 
 from simclr.ablation import point_param_keys, point_params
+from simclr.finetune import finetune_param_keys
 from simclr.core.config import Params, Section, load_params, training_param_keys
 from simclr.core.grids import Point
 from simclr.core.sources import project_imports
@@ -78,6 +79,10 @@ def test_pretrain_depends_on_exactly_the_params_that_train():
     assert STAGES["pretrain"]["params"] == training_param_keys()
 
 
+def test_every_finetune_point_depends_on_exactly_the_params_it_reads():
+    assert STAGES["finetune"]["params"] == finetune_param_keys()
+
+
 def test_every_ablation_point_depends_on_exactly_the_params_it_reads():
     for grid in ("temperature", "head", "batch_size", "augment"):
         assert STAGES[f"ablate_{grid}"]["params"] == point_param_keys(), grid
@@ -105,6 +110,7 @@ def perturbed(params: Params, key: str) -> Params:
         "pretrain.momentum": 0.5, "report.view_pairs": 3, "pretrain.num_processes": 2, "seed": 7,
         "pretrain.warmup_epochs": 1, "ablation.warmup_epochs": 0, "pretrain.dist_timeout_seconds": 300,
         "ablation.train_images": 4096, "pretrain.train_images": 1000, "model.head_layers": 3,
+        "finetune.label_fractions": [0.5], "finetune.momentum": 0.5,
     }
     if key in candidates:
         new = candidates[key]

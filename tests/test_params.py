@@ -77,7 +77,7 @@ def test_cli_exits_2_with_one_line_and_touches_no_output(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: params.yaml: temprature = 0.1 is not allowed; expected top-level keys "
-        "temperature, batch_size, head, augment, seed, data, model, pretrain, linear_eval, report, ablation"
+        "temperature, batch_size, head, augment, seed, data, model, pretrain, linear_eval, finetune, report, ablation"
     ]
     assert (out / "keep.txt").read_text() == "old output"
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

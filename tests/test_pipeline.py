@@ -15,7 +15,8 @@ OUTPUTS = ["data/prepared/manifest.json", "models/encoder.pt", "metrics/pretrain
            "reports/figures/curves.png", "reports/figures/metrics.png", "reports/figures/confusion.png",
            "reports/figures/view_pairs.png", "reports/figures/ablation_temperature.png",
            "reports/figures/ablation_head.png", "reports/figures/ablation_augment.png",
-           "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp.json"]
+           "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp.json", "metrics/finetune/0.25.json",
+           "reports/figures/finetune.png"]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -25,7 +26,8 @@ def ran_stages(output: str) -> list[str]:
 def test_repro_then_experiment_then_metrics_diff(tmp_path):
     repo, env = init_dvc_repo(tmp_path, temperature=0.2)
     first = run(["dvc", "repro"], repo, env)
-    assert ran_stages(first.stdout) == sorted(ABLATION + ["check_params", "linear_eval", "prepare", "pretrain", "report"])
+    assert ran_stages(first.stdout) == sorted(ABLATION + ["check_params", "finetune@0.25", "linear_eval", "prepare",
+                                                          "pretrain", "report"])
     for out in OUTPUTS:
         assert (repo / out).is_file(), out
     le = json.loads((repo / "metrics/linear_eval.json").read_text())
@@ -33,7 +35,7 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     pre = json.loads((repo / "metrics/pretrain.json").read_text())
     assert {"loss", "epochs", "images_per_second", "wall_seconds"} <= pre.keys() and pre["epochs"] == 2
     html = (repo / "reports/index.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 8 and "http" not in html
+    assert html.count('src="data:image/png;base64,') == 9 and "http" not in html
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
 
@@ -63,7 +65,7 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
 
     # The main knobs do not touch the ablation points (they vary ablation.base).
     exp = run(["dvc", "exp", "run", "-S", "temperature=0.5"], repo, env)
-    assert ran_stages(exp.stdout) == ["check_params", "linear_eval", "pretrain", "report"]  # prepare reused
+    assert ran_stages(exp.stdout) == ["check_params", "finetune@0.25", "linear_eval", "pretrain", "report"]  # prepare reused
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
     assert diff["metrics/pretrain.json"]["loss"]["diff"] != 0
     params_diff = json.loads(run(["dvc", "params", "diff", "--json"], repo, env).stdout)
@@ -79,3 +81,57 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     assert ran_stages(asked.stdout) == ["check_params", "report"]
     md = (repo / "reports/report.md").read_text()
     assert "## Experiments in this workspace" in md and "| experiment | baseline |" in md
+
+
+def test_own_photos_with_unlabeled_images_through_dvc_repro(tmp_path):
+    """A user's folder: train/ and test/ by class, unlabeled/ at any depth; pretraining on train+unlabeled."""
+    import numpy as np
+    from PIL import Image
+
+    repo, env = init_dvc_repo(tmp_path)
+    photos = repo / "data/photos"
+    rng = np.random.default_rng(0)
+    count = {"train": 0, "test": 0, "unlabeled": 0}
+    for split, per_class in (("train", 24), ("test", 8)):
+        for c in ("beach", "forest", "city"):
+            (photos / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photos / split / c / f"{i}.jpg")
+                count[split] += 1
+    for i in range(100):
+        folder = photos / "unlabeled" / f"2024-{i % 4:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        count["unlabeled"] += 1
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["data"].update(source="imagefolder", root="data/photos", image_size=32, pretrain_on="train+unlabeled")
+    raw["ablation"].update(temperatures=[], heads=[], batch_sizes=[], augment_pairs=[])
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "photos"], repo, env)
+
+    run(["dvc", "repro"], repo, env)
+    manifest = json.loads((repo / "data/prepared/manifest.json").read_text())
+    assert manifest["images"] == {"train": 72, "test": 24, "unlabeled": 100}
+    assert manifest["class_names"] == ["beach", "city", "forest"]
+    pre = json.loads((repo / "metrics/pretrain.json").read_text())
+    assert pre["pretrain_images"] == 172
+    assert json.loads((repo / "metrics/linear_eval.json").read_text())["test_images"] == 24
+    md = (repo / "reports/report.md").read_text()
+    assert "72 train / 24 test images + 100 unlabeled" in md and "pretrained on 172 images" in md
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "run"], repo, env)
+
+    # unlabeled/ gone while pretrain_on needs it: stopped at prepare with one line, outputs untouched
+    before = {p: (repo / p).read_bytes() for p in ("data/prepared/manifest.json", "models/encoder.pt",
+                                                   "metrics/linear_eval.json")}
+    import shutil
+
+    shutil.rmtree(photos / "unlabeled")
+    raw["data"]["pretrain_on"] = "unlabeled"
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    bad = run(["dvc", "repro"], repo, env, check=False)
+    assert bad.returncode != 0
+    assert "error: data.pretrain_on = unlabeled needs unlabeled images, but data/photos/unlabeled is not a folder" in bad.stderr
+    assert ran_stages(bad.stdout) == ["check_params"]  # before DVC removes data/prepared to rerun prepare
+    assert {p: (repo / p).read_bytes() for p in before} == before

@@ -15,7 +15,7 @@ each varying one knob of ``ablation.base`` and nothing else:
                     CIFAR images share one size, so that shared crop is left out here.
 
 Every point trains ``ablation.epochs`` epochs on a fixed seeded subset of
-``ablation.train_images`` training images (the short per-point budget that keeps a grid
+``ablation.train_images`` of the images ``data.pretrain_on`` names (the short per-point budget that keeps a grid
 affordable), with the model and optimiser of ``model`` / ``pretrain``, then probes the frozen
 encoder on the whole train split and scores the whole test split. dvc.yaml runs one stage per
 point (``ablate_<grid>@<value>``, see :mod:`simclr.core.grids`), so DVC caches every point and
@@ -36,7 +36,7 @@ import torch
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import LinearEvalParams, Params, augment_pair_ops, describe_ops, training_param_keys
-from simclr.core.data import load_prepared
+from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
 from simclr.core.grids import Point
@@ -67,7 +67,7 @@ def point_param_keys() -> list[str]:
     trains = [k.removeprefix("pretrain.") for k in training_param_keys() if k.startswith("pretrain.")]
     pretrain_keys = [f"pretrain.{k}" for k in trains if k not in POINT_OVERRIDES["pretrain"]]
     linear_eval = [f"linear_eval.{k}" for k in LinearEvalParams.model_fields if k not in POINT_OVERRIDES["linear_eval"]]
-    return ["seed", "model", "data.image_size", "ablation.epochs", "ablation.warmup_epochs", "ablation.train_images",
+    return ["seed", "model", "data.image_size", "data.pretrain_on", "ablation.epochs", "ablation.warmup_epochs", "ablation.train_images",
             "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
 
 
@@ -75,10 +75,10 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
     """Pretrain and evaluate one grid point; writes its metrics file ``out`` atomically."""
     p = point_params(params, point)
     data = load_prepared(prepared, verify=False)  # pretrain() below checks the checksums before training
-    n_train = min(p.pretrain.train_images or len(data.train.x), len(data.train.x))
+    n_train = len(pretrain_images(data, p.data.pretrain_on).subset(p.pretrain.train_images, p.seed))
     if p.batch_size > n_train:
         raise SimCLRError(f"ablation point {point.kind}={point.key}: batch_size {p.batch_size} is larger than the "
-                          f"{n_train} training images it trains on (ablation.train_images)")
+                          f"{n_train} images it pretrains on (ablation.train_images, data.pretrain_on)")
     one_branch = p.pretrain.augment_views == "one"
     log(f"ablation point {point.kind} = {point.key}: temperature {p.temperature}, batch {p.batch_size}, "
         f"head {p.head}, augment {describe_ops(p.augment)}{' on one branch' if one_branch else ''}, "

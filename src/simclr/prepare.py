@@ -1,38 +1,62 @@
 """The prepare stage: every data source becomes the same prepared layout (``simclr.core.data``).
 
-Sources: the embedded CIFAR-10 sample, CIFAR-10/100 through torchvision, an image folder
-(one sub-folder per class under train/ and test/), or an npz file; each is checked, resized to
-``data.image_size`` and written atomically (a temporary sibling folder renamed into place).
+Sources: the embedded CIFAR-10 sample, CIFAR-10/100 and STL-10 (torchvision's copies), an image
+folder (one sub-folder per class under train/ and test/, any images under unlabeled/), or an npz
+file. Each source is first *planned*: its splits, their labels and a list of decode jobs of
+``CHUNK`` images each. The jobs then run in worker processes (a bounded window of them in
+flight) and each chunk, resized to ``data.image_size``, is appended to its ``.npy`` file and
+hashed as it is written. Peak memory is therefore a few chunks per worker, whatever the number
+of images: a folder or STL-10's 100k unlabeled images never sit decoded in memory. (npz and the
+CIFAR copies are read into memory by their loaders; they are small.)
+
+Atomic as before: everything is written into a temporary sibling folder that is renamed into
+place at the end, so a killed prepare leaves the previous prepared folder as it was (the next
+run removes the dead run's temporary folder).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import json
+import multiprocessing
 import os
 import shutil
-import tempfile
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from simclr.core.config import DataParams
-from simclr.core.data import SPLITS, Dataset, check_arrays, sha256_file
+from simclr.core.data import SPLITS, UNLABELED, check_images, check_labels, sha256_file
 from simclr.core.errors import DataError
+from simclr.core.preflight import (
+    IMAGE_SUFFIXES,
+    NPZ_LABEL,
+    STL10_FOLDER,
+    check_source,
+    is_image,
+    no_unlabeled,
+    stl10_missing,
+    wants_unlabeled,
+)
 
 SAMPLE_FILE = "cifar10-sample.npz"  # in the folder dvc.yaml names (paths.sample)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+CHUNK = 256  # images per decode job
+MAX_WORKERS = 8
+STL10_SIDE = 96
 
 
-def _resize_all(x: np.ndarray, size: int) -> np.ndarray:
-    if x.shape[1] == size and x.shape[2] == size:
-        return x
-    from PIL import Image
-
-    return np.stack([_fit(Image.fromarray(img), size) for img in x])
-
-
-def _fit(img, size: int) -> np.ndarray:
-    """Resize the shorter side to `size`, then centre-crop to a square."""
+# --------------------------------------------------------------------------------------------
+# decode jobs (module level: they run in worker processes)
+# --------------------------------------------------------------------------------------------
+def fit(img, size: int) -> np.ndarray:
+    """Resize the shorter side to `size`, then centre-crop to a square (a PIL image -> uint8 HWC)."""
     from PIL import Image
 
     w, h = img.size
@@ -43,10 +67,62 @@ def _fit(img, size: int) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
+def fit_array(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[1] == size and x.shape[2] == size:
+        return np.ascontiguousarray(x)
+    from PIL import Image
+
+    return np.stack([fit(Image.fromarray(img), size) for img in x])
+
+
+def decode_files(files: list[str], size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as img:
+                out[i] = fit(img.convert("RGB"), size)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"data.source imagefolder: cannot read image {f} ({exc})") from None
+    return out
+
+
+def read_stl10(path: str, start: int, stop: int, size: int) -> np.ndarray:
+    """Images [start, stop) of an STL-10 binary file: uint8 3x96x96 each, stored column-major."""
+    raw = np.memmap(path, dtype=np.uint8, mode="r").reshape(-1, 3, STL10_SIDE, STL10_SIDE)
+    return fit_array(raw[start:stop].transpose(0, 3, 2, 1), size)  # -> (n, H, W, 3)
+
+
 # --------------------------------------------------------------------------------------------
-# sources
+# plans: what each source will write
 # --------------------------------------------------------------------------------------------
-def _load_npz(path: Path, label: str) -> Dataset:
+@dataclass
+class SplitPlan:
+    name: str  # train | test | unlabeled
+    count: int
+    labels: np.ndarray | None  # int64 (count,); None for the unlabeled split
+    jobs: list[Callable[[], np.ndarray]]  # in order; each returns the next chunk at the target size
+    parallel: bool  # worth a worker process (decoding or resizing); False: a plain copy
+
+
+@dataclass
+class SourcePlan:
+    source: str
+    class_names: list[str]
+    splits: list[SplitPlan]
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    return [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+
+
+def _array_split(name: str, x: np.ndarray, labels: np.ndarray | None, size: int) -> SplitPlan:
+    jobs = [functools.partial(fit_array, x[a:b], size) for a, b in _chunks(len(x))]
+    return SplitPlan(name, len(x), labels, jobs, parallel=x.shape[1:3] != (size, size))
+
+
+def _plan_npz(path: Path, label: str, params: DataParams) -> SourcePlan:
     if not path.is_file():
         raise DataError(f"{label}: {path} does not exist")
     try:
@@ -59,29 +135,39 @@ def _load_npz(path: Path, label: str) -> Dataset:
     if missing:
         raise DataError(
             f"{label}: {path} lacks key(s) {', '.join(missing)}; expected x_train, y_train, x_test, y_test"
-            " (and optionally class_names)"
+            " (and optionally class_names, x_unlabeled)"
         )
+    if wants_unlabeled(params) and "x_unlabeled" not in keys:
+        raise no_unlabeled(f"{path} has no x_unlabeled array", params)
     try:
-        arrays = {k: archive[k] for k in needed}
+        arrays = {k: archive[k] for k in needed + (["x_unlabeled"] if wants_unlabeled(params) else [])}
         names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
     except Exception as exc:
         raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     if names is None:
         top = max(int(arrays["y_train"].max(initial=0)), int(arrays["y_test"].max(initial=0)))
         names = [str(i) for i in range(top + 1)]
-    train = check_arrays(arrays["x_train"], arrays["y_train"], len(names), f"{path}:x_train/y_train")
-    test = check_arrays(arrays["x_test"], arrays["y_test"], len(names), f"{path}:x_test/y_test")
-    return Dataset(train=train, test=test, class_names=names, source=label)
+    splits = []
+    for split in SPLITS:
+        where = f"{path}:x_{split}/y_{split}"
+        x = check_images(arrays[f"x_{split}"], where)
+        splits.append(_array_split(split, x, check_labels(arrays[f"y_{split}"], len(x), len(names), where),
+                                   params.image_size))
+    if "x_unlabeled" in arrays:
+        splits.append(_array_split(UNLABELED, check_images(arrays["x_unlabeled"], f"{path}:x_unlabeled"), None,
+                                   params.image_size))
+    return SourcePlan(label, names, splits)
 
 
-def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+def _plan_torchvision(params: DataParams) -> SourcePlan:
     from torchvision import datasets
 
+    name, root = params.source, Path(params.root)
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
-    splits = {}
+    splits = []
     for split in SPLITS:
         try:
-            ds = cls(root=str(root), train=split == "train", download=download)
+            ds = cls(root=str(root), train=split == "train", download=params.download)
         except RuntimeError as exc:
             if "not found" in str(exc).lower() or "download" in str(exc).lower():
                 raise DataError(
@@ -91,22 +177,62 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
             raise DataError(f"data.source {name}: {exc}") from None
         except OSError as exc:
             raise DataError(f"data.source {name}: download to {root} failed ({exc})") from None
-        splits[split] = check_arrays(
-            np.asarray(ds.data), np.asarray(ds.targets), len(ds.classes), f"{root}/{cls.base_folder} {split}"
-        )
-    return Dataset(train=splits["train"], test=splits["test"], class_names=list(ds.classes), source=name)
+        where = f"{root}/{cls.base_folder} {split}"
+        x = check_images(np.asarray(ds.data), where)
+        splits.append(_array_split(split, x, check_labels(np.asarray(ds.targets), len(x), len(ds.classes), where),
+                                   params.image_size))
+    return SourcePlan(name, list(ds.classes), splits)
 
 
-def _load_imagefolder(root: Path, size: int) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
+def _plan_stl10(params: DataParams) -> SourcePlan:
+    """torchvision's STL-10 copy (``data.root/stl10_binary``), read from its binary files directly so
+    the 100k unlabeled images are memory-mapped, never loaded whole."""
+    root = Path(params.root)
+    folder = root / STL10_FOLDER
+    if stl10_missing(params) and params.download:
+        from torchvision import datasets
 
-    for split in SPLITS:
-        if not (root / split).is_dir():
-            raise DataError(f"data.source imagefolder: {root / split} is not a folder; expected {root}/{split}/<class>/*")
+        try:
+            datasets.STL10(root=str(root), split="test", download=True)  # fetches and unpacks every split
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"data.source stl10: download to {root} failed ({exc})") from None
+    problem = stl10_missing(params)
+    if problem:
+        raise problem
+    names = [n.strip() for n in (folder / "class_names.txt").read_text().splitlines() if n.strip()]
+    image_bytes = 3 * STL10_SIDE * STL10_SIDE
+    splits = []
+    for split in (*SPLITS, UNLABELED) if wants_unlabeled(params) else SPLITS:
+        path = folder / f"{split}_X.bin"
+        size = path.stat().st_size
+        if size == 0 or size % image_bytes:
+            raise DataError(f"data.source stl10: {path} holds {size} bytes, not a whole number of "
+                            f"3x{STL10_SIDE}x{STL10_SIDE} images; it is truncated or not STL-10")
+        count = size // image_bytes
+        labels = None
+        if split != UNLABELED:  # labels 1..10 on disk
+            raw = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+            labels = check_labels(raw, count, len(names), str(folder / f"{split}_y.bin"))
+        jobs = [functools.partial(read_stl10, str(path), a, b, params.image_size) for a, b in _chunks(count)]
+        splits.append(SplitPlan(split, count, labels, jobs, parallel=True))
+    return SourcePlan("stl10", names, splits)
+
+
+def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
+    return sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if is_image(p))
+
+
+def _plan_imagefolder(params: DataParams) -> SourcePlan:
+    root, size = Path(params.root), params.image_size
     class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
     if not class_names:
         raise DataError(f"data.source imagefolder: {root / 'train'} has no class folders")
-    splits = {}
+    splits = []
+
+    def file_split(name: str, files: list[Path], labels: np.ndarray | None) -> SplitPlan:
+        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size) for a, b in _chunks(len(files))]
+        return SplitPlan(name, len(files), labels, jobs, parallel=True)
+
     for split in SPLITS:
         present = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
         unknown = [c for c in present if c not in class_names]
@@ -114,60 +240,143 @@ def _load_imagefolder(root: Path, size: int) -> Dataset:
             raise DataError(
                 f"data.source imagefolder: {root / split / unknown[0]} is a class absent from {root / 'train'}"
             )
-        xs, ys = [], []
+        files, labels = [], []
         for label, name in enumerate(class_names):
             folder = root / split / name
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-            if not files and (split == "train" or folder.is_dir()):
-                raise DataError(f"data.source imagefolder: {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            for f in files:
-                try:
-                    with Image.open(f) as img:
-                        xs.append(_fit(img.convert("RGB"), size))
-                except (UnidentifiedImageError, OSError, ValueError) as exc:
-                    raise DataError(f"data.source imagefolder: cannot read image {f} ({exc})") from None
-                ys.append(label)
-        splits[split] = check_arrays(np.stack(xs), np.array(ys), len(class_names), f"{root / split}")
-    return Dataset(train=splits["train"], test=splits["test"], class_names=class_names, source="imagefolder")
+            found = _images_in(folder) if folder.is_dir() else []
+            if not found and (split == "train" or folder.is_dir()):
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DataError(f"data.source imagefolder: {folder} has no images ({suffixes})")
+            files += found
+            labels += [label] * len(found)
+        splits.append(file_split(split, files, np.array(labels, dtype=np.int64)))
+    if wants_unlabeled(params):  # check_source found the folder and at least one image in it
+        splits.append(file_split(UNLABELED, _images_in(root / UNLABELED, recursive=True), None))
+    return SourcePlan("imagefolder", class_names, splits)
 
 
-def load_source(params: DataParams, sample: Path) -> Dataset:
-    """Read the configured source into memory, checked, at `params.image_size`."""
-    root = Path(params.root)
+def plan_source(params: DataParams, sample: Path) -> SourcePlan:
+    """What the configured source will write, checked as far as it can be without decoding every image."""
+    check_source(params)
     if params.source == "cifar10-sample":
-        ds = _load_npz(sample / SAMPLE_FILE, "cifar10-sample")
-    elif params.source == "npz":
-        ds = _load_npz(root, "data.source npz (data.root)")
-    elif params.source in ("cifar10", "cifar100"):
-        ds = _load_torchvision(params.source, root, params.download)
-    elif params.source == "imagefolder":
-        return _load_imagefolder(root, params.image_size)
-    else:  # params validation makes this unreachable
-        raise DataError(f"unknown data.source {params.source!r}")
-    for split in (ds.train, ds.test):
-        split.x = _resize_all(split.x, params.image_size)
-    return ds
+        return _plan_npz(sample / SAMPLE_FILE, "cifar10-sample", params)
+    if params.source == "npz":
+        return _plan_npz(Path(params.root), NPZ_LABEL, params)
+    if params.source in ("cifar10", "cifar100"):
+        return _plan_torchvision(params)
+    if params.source == "stl10":
+        return _plan_stl10(params)
+    return _plan_imagefolder(params)
 
 
-def write_prepared(ds: Dataset, out_dir: str | Path) -> dict:
-    """Write `ds` to `out_dir` atomically; returns the manifest."""
+# --------------------------------------------------------------------------------------------
+# writing: chunks streamed into .npy files in a temporary folder, renamed into place
+# --------------------------------------------------------------------------------------------
+class NpyWriter:
+    """A ``.npy`` file of known shape written chunk by chunk (byte-identical to ``np.save`` of the
+    whole array), hashed as it goes."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype=np.uint8):
+        self.path, self.shape, self.dtype, self.rows = path, shape, np.dtype(dtype), 0
+        self.file = open(path, "wb")
+        self.sha = hashlib.sha256()
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape})
+        self._write(header.getvalue())
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self.file.write(data)
+        self.sha.update(data)
+
+    def append(self, chunk: np.ndarray) -> None:
+        if chunk.shape[1:] != self.shape[1:] or chunk.dtype != self.dtype:
+            raise DataError(f"{self.path.name}: a chunk of shape {chunk.shape} {chunk.dtype}; expected "
+                            f"(n, {', '.join(map(str, self.shape[1:]))}) {self.dtype}")
+        self._write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+        self.rows += len(chunk)
+
+    def finish(self) -> dict:
+        """Close the file; its manifest entry once every row was written."""
+        self.file.close()
+        if self.rows != self.shape[0]:
+            raise DataError(f"{self.path.name}: {self.rows} images written; expected {self.shape[0]}")
+        return {"sha256": self.sha.hexdigest(), "shape": list(self.shape), "dtype": str(self.dtype)}
+
+
+def _worker_count() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def run_jobs(jobs: list[Callable[[], np.ndarray]], pool: ProcessPoolExecutor | None,
+             window: int) -> Iterator[np.ndarray]:
+    """Each job's chunk, in order; at most ``window`` jobs in flight, so finished chunks never pile up."""
+    if pool is None:
+        for job in jobs:
+            yield job()
+        return
+    pending: deque = deque()
+    for job in jobs:
+        pending.append(pool.submit(job))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _remove_dead_runs(out_dir: Path) -> None:
+    """Temporary folders of prepares that were killed (their process is gone) are removed."""
+    for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, someone else's
+            continue
+
+
+def write_prepared(plan: SourcePlan, image_size: int, out_dir: str | Path) -> dict:
+    """Run the plan's jobs into ``out_dir`` atomically; returns the manifest."""
+    from tqdm.auto import tqdm
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    _remove_dead_runs(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    workers = _worker_count()
+    parallel = workers > 1 and sum(len(s.jobs) for s in plan.splits if s.parallel) > 1
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if parallel else None
+    bar = tqdm(total=sum(s.count for s in plan.splits), desc="prepare", unit="img", dynamic_ncols=True, delay=1,
+               mininterval=0.2 if sys.stderr.isatty() else 30)
     try:
         files = {}
-        for split_name, split in (("train", ds.train), ("test", ds.test)):
-            for suffix, arr in (("x", np.ascontiguousarray(split.x)), ("y", split.y)):
-                name = f"{split_name}_{suffix}.npy"
-                np.save(tmp / name, arr)
-                files[name] = {"sha256": sha256_file(tmp / name), "shape": list(arr.shape), "dtype": str(arr.dtype)}
+        for split in plan.splits:
+            writer = NpyWriter(tmp / f"{split.name}_x.npy", (split.count, image_size, image_size, 3))
+            try:
+                for chunk in run_jobs(split.jobs, pool if split.parallel else None, window=2 * workers):
+                    writer.append(chunk)
+                    bar.update(len(chunk))
+            finally:
+                writer.file.close()
+            files[f"{split.name}_x.npy"] = writer.finish()
+            if split.labels is not None:
+                np.save(tmp / f"{split.name}_y.npy", split.labels)
+                files[f"{split.name}_y.npy"] = {"sha256": sha256_file(tmp / f"{split.name}_y.npy"),
+                                                "shape": list(split.labels.shape), "dtype": str(split.labels.dtype)}
+        labelled = {s.name: s for s in plan.splits if s.labels is not None}
         manifest = {
-            "source": ds.source,
-            "class_names": ds.class_names,
-            "image_size": list(ds.train.x.shape[1:3]),
+            "source": plan.source,
+            "class_names": plan.class_names,
+            "image_size": [image_size, image_size],
+            "images": {s.name: s.count for s in plan.splits},
             "counts": {
-                s: {ds.class_names[c]: int(n) for c, n in enumerate(np.bincount(sp.y, minlength=ds.num_classes))}
-                for s, sp in (("train", ds.train), ("test", ds.test))
+                name: {plan.class_names[c]: int(n)
+                       for c, n in enumerate(np.bincount(s.labels, minlength=len(plan.class_names)))}
+                for name, s in labelled.items()
             },
             "files": files,
         }
@@ -182,13 +391,15 @@ def write_prepared(ds: Dataset, out_dir: str | Path) -> dict:
             os.replace(tmp, out_dir)
         return manifest
     finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-
 def prepare(params: DataParams, sample: Path, out: Path) -> str:
-    """The prepare stage: read the source, write the prepared layout; returns a one-line summary."""
-    manifest = write_prepared(load_source(params, sample), out)
-    counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
-    return (f"prepare: {params.source} -> {out}: {counts['train']} train, {counts['test']} test, "
-            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}")
+    """The prepare stage: plan the source, stream it into the prepared layout; returns a one-line summary."""
+    manifest = write_prepared(plan_source(params, sample), params.image_size, out)
+    counts = ", ".join(f"{n} {split}" for split, n in manifest["images"].items())
+    return (f"prepare: {params.source} -> {out}: {counts}, {len(manifest['class_names'])} classes, "
+            f"{manifest['image_size'][0]}x{manifest['image_size'][1]}")

@@ -1,6 +1,9 @@
 """The pretraining loop, top to bottom, driven by an Accelerate ``Accelerator``.
 
-Data: the prepared uint8 arrays are memory-mapped; each epoch a seeded permutation is cut
+Data: the prepared uint8 arrays are memory-mapped and pretraining draws from the splits
+``data.pretrain_on`` names (train, unlabeled or both, joined without a copy by
+:class:`simclr.core.data.ImageRows`); the kNN monitor uses the labelled train/test splits. Each
+epoch a seeded permutation is cut
 into global batches of ``batch_size`` (the last partial batch dropped), and process r takes
 rows [r*b, (r+1)*b) of each, b = batch_size / world: every image once per epoch, no padding.
 Augmentation runs batched on the device (``simclr.core.augment``), with a generator reseeded from
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,7 +45,7 @@ from simclr.core.checkpoint import (
     training_state,
 )
 from simclr.core.config import Params
-from simclr.core.data import load_prepared, sha256_file
+from simclr.core.data import load_prepared, pretrain_images, sha256_file
 from simclr.core.errors import CheckpointError, SimCLRError, TrainingDiverged
 from simclr.core.evaluate import extract_features, knn_top1
 from simclr.core.lars import LARS, param_groups
@@ -74,10 +76,11 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
     log, device, rank = accelerator.print, accelerator.device, accelerator.process_index
     local_batch = params.batch_size // accelerator.num_processes
     data = load_prepared(paths.prepared)
-    train_x, train_y = training_images(data.train.x, data.train.y, pre.train_images, params.seed)
+    train_x = pretrain_images(data, params.data.pretrain_on).subset(pre.train_images, params.seed)
     steps_per_epoch = len(train_x) // params.batch_size
     if steps_per_epoch == 0:
-        raise SimCLRError(f"batch_size = {params.batch_size} is larger than the {len(train_x)} training images")
+        raise SimCLRError(f"batch_size = {params.batch_size} is larger than the {len(train_x)} images pretraining "
+                          f"draws from (data.pretrain_on: {params.data.pretrain_on})")
     total_steps, warmup_steps = pre.epochs * steps_per_epoch, pre.warmup_epochs * steps_per_epoch
     peak_lr = scaled_lr(pre.lr, params.batch_size, pre.lr_scaling)
     net, memory_format = build_model(params, accelerator)  # the module as built: what is saved and loaded
@@ -93,7 +96,7 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
         model, optimizer = accelerator.prepare(net, optimizer)  # DDP and torch.compile wrap `net`
         if run and run.blob is not None:
             restore_optimizer(run.blob, optimizer, accelerator.scaler)
-        log(f"pretrain: {len(train_x)} images, global batch {params.batch_size} ({accelerator.num_processes} x "
+        log(f"pretrain: {len(train_x)} images ({params.data.pretrain_on}), global batch {params.batch_size} ({accelerator.num_processes} x "
             f"{local_batch}), {steps_per_epoch} steps/epoch, {pre.epochs} epochs, {pre.optimizer} peak lr "
             f"{peak_lr:.4g}, device {device}, precision {pre.mixed_precision}"
             + (f", checkpoints in {run.folder}" if run else ""))
@@ -132,12 +135,12 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
                 train_time += time.perf_counter() - t0
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}", refresh=False)
-            knn = knn_monitor(params, epoch, net, train_x, train_y, data, device)
+            knn = knn_monitor(params, epoch, net, data, device)
             row = {"epoch": epoch + 1, "step": state.step, "loss": loss_sum / steps_per_epoch, "lr": lr,
                    "knn_top1": knn, "images_per_second": steps_per_epoch * params.batch_size / train_time}
             end_of_epoch(accelerator, run, state, row, train_time, time.perf_counter() - epoch_start, net, optimizer,
                          paths, bar, pre.epochs)
-        metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size)
+        metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size, len(train_x))
     finally:
         if bar is not None:
             bar.close()  # before an error's one line, not after it
@@ -173,14 +176,6 @@ def make_accelerator(params: Params):
     if accelerator.device.type == "cpu":
         configure_cpu(int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     return accelerator
-
-
-def training_images(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training split, or a fixed seeded subset of ``size`` of its images (0: all of them)."""
-    if not size or size >= len(x):
-        return x, y
-    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:size])
-    return x[rows], y[rows]
 
 
 def build_model(params: Params, accelerator) -> tuple[nn.Module, torch.memory_format]:
@@ -282,14 +277,14 @@ def resume(run: CheckpointRun | None, net: nn.Module, log) -> TrainingState:
 # --------------------------------------------------------------------------------------------
 # end of an epoch, end of the run
 # --------------------------------------------------------------------------------------------
-def knn_monitor(params: Params, epoch: int, net: nn.Module, train_x, train_y, data, device) -> float:
-    """kNN top-1 of h every ``pretrain.knn_every`` epochs and after the last (NaN otherwise)."""
+def knn_monitor(params: Params, epoch: int, net: nn.Module, data, device) -> float:
+    """kNN top-1 of h (labelled train -> test) every ``pretrain.knn_every`` epochs and after the last (NaN otherwise)."""
     pre = params.pretrain
     if not pre.knn_every or ((epoch + 1) % pre.knn_every and epoch + 1 != pre.epochs):
         return float("nan")
-    h_train, _ = extract_features(net, train_x, device)
+    h_train, _ = extract_features(net, data.train.x, device)
     h_test, _ = extract_features(net, data.test.x, device)
-    return knn_top1(h_train, train_y, h_test, data.test.y, data.num_classes, pre.knn_k, pre.knn_temperature)
+    return knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, pre.knn_k, pre.knn_temperature)
 
 
 def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, row: dict, train_time: float,
@@ -310,13 +305,14 @@ def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, r
 
 
 def write_outputs(accelerator, run: CheckpointRun | None, state: TrainingState, net: nn.Module, paths: PretrainPaths,
-                  batch_size: int) -> dict:
+                  batch_size: int, pretrain_count: int) -> dict:
     metrics = {
         "loss": state.history[-1]["loss"],
         "epochs": state.epoch,
         "images_per_second": round(state.step * batch_size / max(state.train_seconds, 1e-9), 2),
         "wall_seconds": round(state.wall_seconds, 2),
         "knn_top1": state.history[-1]["knn_top1"],
+        "pretrain_images": pretrain_count,
     }
     if accelerator.is_main_process:
         save_encoder(net, paths.encoder)

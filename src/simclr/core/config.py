@@ -203,11 +203,24 @@ def describe_ops(ops: tuple[AugmentOp, ...]) -> str:
 # --------------------------------------------------------------------------------------------
 # the sections of params.yaml
 # --------------------------------------------------------------------------------------------
+# The sources that bring no unlabeled images (imagefolder, npz and stl10 may).
+LABELLED_ONLY_SOURCES = ("cifar10-sample", "cifar10", "cifar100")
+
+
 class DataParams(Section):
-    source: Literal["cifar10-sample", "cifar10", "cifar100", "imagefolder", "npz"]
+    source: Literal["cifar10-sample", "cifar10", "cifar100", "stl10", "imagefolder", "npz"]
     root: Text  # imagefolder folder, npz file, or where torchvision keeps its copy
     download: Bool
     image_size: Annotated[Int, at.Ge(8), at.Le(1024)]
+    pretrain_on: Literal["train", "unlabeled", "train+unlabeled"]  # probes and kNN always use train/test
+
+    @model_validator(mode="after")
+    def _source_has_unlabeled(self):
+        if self.pretrain_on != "train" and self.source in LABELLED_ONLY_SOURCES:
+            raise problem("pretrain_on", self.pretrain_on,
+                          f"train: data.source {self.source} has no unlabeled images "
+                          "(stl10, imagefolder and npz can bring them)")
+        return self
 
 
 class ModelParams(Section):
@@ -264,6 +277,18 @@ class LinearEvalParams(Section):
     knn_temperature: Positive
 
 
+class FinetuneParams(Section):
+    """The paper's semi-supervised evaluation (Section 6, Table 7), scaled down: per label fraction, the
+    whole network fine-tuned vs the same network from scratch vs a linear probe, on the same labels."""
+
+    label_fractions: Grid(Fraction)  # one DVC stage each: finetune@<fraction>
+    steps: Annotated[Int, at.Ge(1)]  # optimizer steps per run, the same at every fraction
+    batch_size: Annotated[Int, at.Ge(1)]
+    lr: Positive
+    momentum: Prob
+    weight_decay: Annotated[Float, at.Ge(0.0)]
+
+
 class ReportParams(Section):
     view_pairs: Annotated[Int, at.Ge(1), at.Le(64)]
     experiments: Bool
@@ -313,6 +338,7 @@ class Params(Section):
     model: ModelParams
     pretrain: PretrainParams
     linear_eval: LinearEvalParams
+    finetune: FinetuneParams
     report: ReportParams
     ablation: AblationParams
 
@@ -367,7 +393,7 @@ def value_at(params: BaseModel, key: str) -> Any:
 
 def training_param_keys() -> list[str]:
     """The params.yaml keys that determine the pretrained weights: the pretrain stage's params."""
-    top = ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size"]
+    top = ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size", "data.pretrain_on"]
     return top + [f"pretrain.{k}" for k in PretrainParams.model_fields if k not in PRETRAIN_RUNTIME_KEYS]
 
 

@@ -22,6 +22,7 @@ from simclr.report.figures import (
     plot_augment,
     plot_confusion,
     plot_curves,
+    plot_finetune,
     plot_heads,
     plot_metrics,
     plot_one_knob,
@@ -29,11 +30,13 @@ from simclr.report.figures import (
 )
 from simclr.report.readings import (
     augment_matrix,
+    finetune_table,
     grid_table,
     read_augment,
     read_batch_size,
     read_confusion,
     read_curves,
+    read_finetune,
     read_gain,
     read_head,
     read_heads,
@@ -53,6 +56,7 @@ class ReportPaths:
     linear_eval: Path
     confusion: Path
     ablation: Path  # the folder of the ablation points' metrics
+    finetune: Path  # the folder of the finetune points' metrics
     out: Path  # output folder: report.md, index.html, figures/
 
 
@@ -63,6 +67,7 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     conf = _read_csv(paths.confusion)
     manifest = _read_json(paths.prepared / "manifest.json")
     points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
+    fractions = [_read_json(paths.finetune / f"{f}.json") for f in params.finetune.label_fractions]
 
     figures = paths.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
@@ -71,7 +76,8 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     plot_confusion(conf, manifest["class_names"], figures / "confusion.png")
     plot_view_pairs(params, paths.prepared, figures / "view_pairs.png")
 
-    counts = {s: sum(c.values()) for s, c in manifest["counts"].items()}
+    images = manifest["images"]
+    unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
     metrics_table = pd.DataFrame(
         [("top1_h", le["top1_h"], "linear probe on h (frozen encoder)"),
          ("top1_z", le["top1_z"], "linear probe on z = g(h)"),
@@ -84,13 +90,16 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
         columns=["metric", "value", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
     sections = [
         Section("Run", [
-            f"Data: `{manifest['source']}`, {counts['train']} train / {counts['test']} test images, "
-            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}. "
+            f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
+            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
+            f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
+            f"{params.data.pretrain_on}`). "
             f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
             f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`."],
             table=pd.DataFrame(sorted(_flatten(params.to_dict()).items()), columns=["param", "value"])),
         Section("Results", [read_gain(le), read_head(le, params.head)], table=metrics_table,
                 figures=[("metrics.png", "Top-1 on the test split: pretrained vs random-init encoder")]),
+        *finetune_sections(fractions, figures),
         Section("Training curves", [read_curves(history)],
                 figures=[("curves.png", "Per-epoch NT-Xent loss, learning rate and kNN top-1")]),
         Section("Confusion matrix", [read_confusion(conf)],
@@ -112,6 +121,19 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     write_text_atomic(paths.out / "report.md", markdown)
     write_text_atomic(paths.out / "index.html", markdown_to_html(markdown, TITLE, figures))
     return paths.out / "index.html"
+
+
+def finetune_sections(rows: list[dict], figures: Path) -> list[Section]:
+    if not rows:
+        return []
+    df = finetune_table(rows)
+    plot_finetune(df, figures / "finetune.png")
+    return [Section("Few labels: fine-tuned vs from scratch vs linear", [
+        "The paper's semi-supervised evaluation (Table 7), scaled down (`params.yaml: finetune`): at each fraction "
+        "a class-balanced subset of the labelled train split; the pretrained network fine-tuned whole, the same "
+        "network trained from scratch with the same recipe and steps, and the linear probe on the frozen h, each "
+        "scored on the whole test split.", read_finetune(df, rows[0]["test_images"])], table=df,
+        figures=[("finetune.png", "Test top-1 vs the fraction of labelled train images")])]
 
 
 def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path) -> list[Section]:

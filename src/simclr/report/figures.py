@@ -144,3 +144,25 @@ def plot_augment(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_finetune(df: pd.DataFrame, path: Path) -> None:
+    plt, sns = _plt()
+    long = df.melt(id_vars=["label_fraction"], value_vars=["finetune_top1", "linear_top1", "scratch_top1"],
+                   var_name="model", value_name="top-1 (%)")
+    long["model"] = long["model"].map({"finetune_top1": "fine-tuned (pretrained)", "linear_top1": "linear probe (pretrained)",
+                                       "scratch_top1": "from scratch"})
+    long["label %"] = long["label_fraction"].astype(float) * 100
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sns.lineplot(data=long, x="label %", y="top-1 (%)", hue="model", style="model", markers=True, ax=ax)
+    if len(df) > 1:
+        ax.set_xscale("log")
+    ticks = (df["label_fraction"].astype(float) * 100).tolist()
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}%" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled train images (fraction of the split)")
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, title=None, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
