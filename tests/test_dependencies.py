@@ -13,10 +13,10 @@ import yaml
 from support import ROOT, dvc_paths
 
 from simclr.ablation import point_param_keys, point_params
-from simclr.finetune import finetune_param_keys
 from simclr.core.config import Params, Section, load_params, training_param_keys
 from simclr.core.grids import Point
 from simclr.core.sources import project_imports
+from simclr.finetune import finetune_param_keys
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 

@@ -104,7 +104,7 @@ def test_own_photos_with_unlabeled_images_through_dvc_repro(tmp_path):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
         count["unlabeled"] += 1
     raw = yaml.safe_load((repo / "params.yaml").read_text())
-    raw["data"].update(source="imagefolder", root="data/photos", image_size=32, pretrain_on="train+unlabeled")
+    raw["data"].update(source="imagefolder", root="data/photos", image_size=64, pretrain_on="train+unlabeled")  # larger images end to end
     raw["ablation"].update(temperatures=[], heads=[], batch_sizes=[], augment_pairs=[])
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run(["git", "add", "-A"], repo, env)
@@ -118,7 +118,7 @@ def test_own_photos_with_unlabeled_images_through_dvc_repro(tmp_path):
     assert pre["pretrain_images"] == 172
     assert json.loads((repo / "metrics/linear_eval.json").read_text())["test_images"] == 24
     md = (repo / "reports/report.md").read_text()
-    assert "72 train / 24 test images + 100 unlabeled" in md and "pretrained on 172 images" in md
+    assert "72 train / 24 test images + 100 unlabeled" in md and "pretrained on 172 images" in md and "64x64" in md
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "run"], repo, env)
 

@@ -31,7 +31,7 @@ from torch import nn
 from simclr.core.atomic import write_text_atomic
 from simclr.core.augment import AugmentPolicy, to_float
 from simclr.core.config import FinetuneParams, LinearEvalParams, Params, parse_augment
-from simclr.core.data import load_prepared
+from simclr.core.data import ImageRows, load_prepared
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
@@ -85,7 +85,7 @@ class Classifier(nn.Module):
         return self.fc(self.encoder(x))
 
 
-def train_classifier(net: Classifier, x: np.ndarray, y: np.ndarray, ft: FinetuneParams, seed: int,
+def train_classifier(net: Classifier, x: ImageRows | np.ndarray, y: np.ndarray, ft: FinetuneParams, seed: int,
                      device: torch.device) -> Classifier:
     """``ft.steps`` SGD-Nesterov steps on (x, y), crop+flip views, lr ``ft.lr x batch / 256`` decayed by a cosine;
     every parameter trains."""
@@ -128,7 +128,7 @@ def top1(net: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device, bat
     return 100.0 * correct / len(x)
 
 
-def probe_top1(model: SimCLRModel, x: np.ndarray, y: np.ndarray, data, le: LinearEvalParams, seed: int,
+def probe_top1(model: SimCLRModel, x: ImageRows | np.ndarray, y: np.ndarray, data, le: LinearEvalParams, seed: int,
                device: torch.device) -> float:
     h_train, _ = extract_features(model, x, device)
     h_test, _ = extract_features(model, data.test.x, device)
@@ -147,7 +147,7 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     data = load_prepared(prepared)
     pretrained = load_encoder(encoder)
     rows = labelled_subset(data.train.y, fraction, data.num_classes, seed)
-    x, y = np.asarray(data.train.x[rows]), data.train.y[rows]
+    x, y = ImageRows([data.train.x], rows), data.train.y[rows]  # memory-mapped: read per batch
     log(f"finetune: label fraction {fraction}: {len(rows)} labelled images of {len(data.train.y)} "
         f"({data.num_classes} classes), {ft.steps} steps of batch {min(ft.batch_size, len(rows))}")
 

@@ -27,6 +27,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,11 @@ from simclr.core.preflight import (
     stl10_missing,
     wants_unlabeled,
 )
+from simclr.core.runtime import usable_cores
 
 SAMPLE_FILE = "cifar10-sample.npz"  # in the folder dvc.yaml names (paths.sample)
-CHUNK = 256  # images per decode job
+CHUNK = 256  # images per decode job, fewer for large images:
+CHUNK_BYTES = 8 << 20  # at most this much decoded image data per job
 MAX_WORKERS = 8
 STL10_SIDE = 96
 
@@ -113,12 +116,13 @@ class SourcePlan:
     splits: list[SplitPlan]
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    return [(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    step = max(1, min(CHUNK, CHUNK_BYTES // (size * size * 3)))
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
 def _array_split(name: str, x: np.ndarray, labels: np.ndarray | None, size: int) -> SplitPlan:
-    jobs = [functools.partial(fit_array, x[a:b], size) for a, b in _chunks(len(x))]
+    jobs = [functools.partial(fit_array, x[a:b], size) for a, b in _chunks(len(x), size)]
     return SplitPlan(name, len(x), labels, jobs, parallel=x.shape[1:3] != (size, size))
 
 
@@ -213,7 +217,7 @@ def _plan_stl10(params: DataParams) -> SourcePlan:
         if split != UNLABELED:  # labels 1..10 on disk
             raw = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
             labels = check_labels(raw, count, len(names), str(folder / f"{split}_y.bin"))
-        jobs = [functools.partial(read_stl10, str(path), a, b, params.image_size) for a, b in _chunks(count)]
+        jobs = [functools.partial(read_stl10, str(path), a, b, params.image_size) for a, b in _chunks(count, params.image_size)]
         splits.append(SplitPlan(split, count, labels, jobs, parallel=True))
     return SourcePlan("stl10", names, splits)
 
@@ -230,7 +234,7 @@ def _plan_imagefolder(params: DataParams) -> SourcePlan:
     splits = []
 
     def file_split(name: str, files: list[Path], labels: np.ndarray | None) -> SplitPlan:
-        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size) for a, b in _chunks(len(files))]
+        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size) for a, b in _chunks(len(files), size)]
         return SplitPlan(name, len(files), labels, jobs, parallel=True)
 
     for split in SPLITS:
@@ -249,6 +253,8 @@ def _plan_imagefolder(params: DataParams) -> SourcePlan:
                 raise DataError(f"data.source imagefolder: {folder} has no images ({suffixes})")
             files += found
             labels += [label] * len(found)
+        if not files:
+            raise DataError(f"data.source imagefolder: {root / split} has no images; expected {root}/{split}/<class>/*")
         splits.append(file_split(split, files, np.array(labels, dtype=np.int64)))
     if wants_unlabeled(params):  # check_source found the folder and at least one image in it
         splits.append(file_split(UNLABELED, _images_in(root / UNLABELED, recursive=True), None))
@@ -305,7 +311,7 @@ class NpyWriter:
 
 
 def _worker_count() -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    return max(1, min(usable_cores(), MAX_WORKERS))
 
 
 def run_jobs(jobs: list[Callable[[], np.ndarray]], pool: ProcessPoolExecutor | None,
@@ -316,16 +322,24 @@ def run_jobs(jobs: list[Callable[[], np.ndarray]], pool: ProcessPoolExecutor | N
             yield job()
         return
     pending: deque = deque()
-    for job in jobs:
-        pending.append(pool.submit(job))
-        if len(pending) >= window:
+    try:
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    except BrokenProcessPool:
+        raise DataError("prepare: a decode worker process died (out of memory or killed); the previous "
+                        "prepared data is untouched") from None
 
 
 def _remove_dead_runs(out_dir: Path) -> None:
-    """Temporary folders of prepares that were killed (their process is gone) are removed."""
+    """Temporary folders of prepares that were killed (their process is gone) are removed; a run killed
+    between its two renames left the previous output as ``.NAME.old``: it goes back in place."""
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if old.is_dir() and not out_dir.exists():
+        os.replace(old, out_dir)
     for tmp in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
         try:
             os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)

@@ -67,7 +67,7 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     conf = _read_csv(paths.confusion)
     manifest = _read_json(paths.prepared / "manifest.json")
     points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
-    fractions = [_read_json(paths.finetune / f"{f}.json") for f in params.finetune.label_fractions]
+    fractions = [_read_json(fraction_file(paths.finetune, f)) for f in params.finetune.label_fractions]
 
     figures = paths.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     plot_confusion(conf, manifest["class_names"], figures / "confusion.png")
     plot_view_pairs(params, paths.prepared, figures / "view_pairs.png")
 
-    images = manifest["images"]
+    images = manifest.get("images") or {s: sum(c.values()) for s, c in manifest["counts"].items()}  # older manifests
     unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
     metrics_table = pd.DataFrame(
         [("top1_h", le["top1_h"], "linear probe on h (frozen encoder)"),
@@ -174,6 +174,14 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
             plot_one_knob(df, kind, figures / name, log_x=True)
             sections.append(Section(f"Ablation: {title}", [read(df, n)], table=df, figures=[(name, caption)]))
     return sections
+
+
+def fraction_file(root: Path, fraction: float) -> Path:
+    """The file of stage finetune@<fraction>: DVC writes the value as params.yaml has it (`1` for 1.0)."""
+    path = root / f"{fraction}.json"
+    if not path.is_file() and float(fraction).is_integer():
+        return root / f"{int(fraction)}.json"
+    return path
 
 
 def _read_json(path: Path) -> dict:

@@ -162,7 +162,7 @@ def plot_finetune(df: pd.DataFrame, path: Path) -> None:
     ax.set_xticklabels([f"{t:g}%" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("labelled train images (fraction of the split)")
-    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, title=None, frameon=False)
+    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, title=None, frameon=False, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend below the axes stays whole
     plt.close(fig)
