@@ -67,8 +67,8 @@ def point_param_keys() -> list[str]:
     trains = [k.removeprefix("pretrain.") for k in training_param_keys() if k.startswith("pretrain.")]
     pretrain_keys = [f"pretrain.{k}" for k in trains if k not in POINT_OVERRIDES["pretrain"]]
     linear_eval = [f"linear_eval.{k}" for k in LinearEvalParams.model_fields if k not in POINT_OVERRIDES["linear_eval"]]
-    return ["seed", "model", "data.image_size", "data.pretrain_on", "ablation.epochs", "ablation.warmup_epochs", "ablation.train_images",
-            "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
+    return ["seed", "model", "data.image_size", "data.pretrain_on", "ablation.epochs", "ablation.warmup_epochs",
+            "ablation.train_images", "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
 
 
 def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print) -> dict:

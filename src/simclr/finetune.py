@@ -37,8 +37,8 @@ from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
 from simclr.core.model import SimCLRModel, load_encoder
 from simclr.core.runtime import configure_cpu
-from simclr.core.schedule import scaled_lr
-from simclr.core.validation import Fraction, ParamsError, check_value
+from simclr.core.schedule import lr_at, scaled_lr
+from simclr.core.validation import Fraction, check_value
 
 FINETUNE_AUGMENT = "crop-flip"  # the paper's only fine-tuning augmentation
 PROBE_KEYS = ("epochs", "lr", "batch_size", "weight_decay")  # the linear_eval keys the linear probe reads
@@ -56,10 +56,7 @@ def parse_fraction(raw: str) -> float:
         value: object = float(raw)
     except ValueError:
         value = raw
-    try:
-        return check_value("finetune label fraction", Fraction, value)
-    except ParamsError as exc:  # the value came from the command line, not from params.yaml
-        raise ParamsError(str(exc).removeprefix("params.yaml: ")) from None
+    return check_value("finetune label fraction", Fraction, value, source="")
 
 
 def labelled_subset(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
@@ -91,9 +88,7 @@ def train_classifier(net: Classifier, x: ImageRows | np.ndarray, y: np.ndarray, 
     every parameter trains."""
     net.to(device).train()
     batch = min(ft.batch_size, len(x))
-    groups = param_groups(net, ft.weight_decay)
-    for g in groups:
-        g.pop("lars")
+    groups = param_groups(net, ft.weight_decay, lars=False)
     peak_lr = scaled_lr(ft.lr, batch, "linear")  # the paper's rule: 0.05 x batch / 256
     optimizer = torch.optim.SGD(groups, lr=peak_lr, momentum=ft.momentum, nesterov=ft.momentum > 0,
                                 weight_decay=ft.weight_decay)
@@ -111,7 +106,7 @@ def train_classifier(net: Classifier, x: ImageRows | np.ndarray, y: np.ndarray, 
         if not math.isfinite(loss.item()):
             raise SimCLRError(f"finetune: loss is {loss.item()} at step {step + 1}; stopped. Lower finetune.lr")
         for group in optimizer.param_groups:
-            group["lr"] = 0.5 * peak_lr * (1 + math.cos(math.pi * step / ft.steps))
+            group["lr"] = lr_at(step, ft.steps, 0, peak_lr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -42,7 +42,6 @@ from simclr.core.preflight import (
     STL10_FOLDER,
     check_source,
     is_image,
-    no_unlabeled,
     stl10_missing,
     wants_unlabeled,
 )
@@ -141,9 +140,7 @@ def _plan_npz(path: Path, label: str, params: DataParams) -> SourcePlan:
             f"{label}: {path} lacks key(s) {', '.join(missing)}; expected x_train, y_train, x_test, y_test"
             " (and optionally class_names, x_unlabeled)"
         )
-    if wants_unlabeled(params) and "x_unlabeled" not in keys:
-        raise no_unlabeled(f"{path} has no x_unlabeled array", params)
-    try:
+    try:  # check_source (run first) has found x_unlabeled when pretrain_on needs it
         arrays = {k: archive[k] for k in needed + (["x_unlabeled"] if wants_unlabeled(params) else [])}
         names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
     except Exception as exc:
@@ -217,7 +214,8 @@ def _plan_stl10(params: DataParams) -> SourcePlan:
         if split != UNLABELED:  # labels 1..10 on disk
             raw = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
             labels = check_labels(raw, count, len(names), str(folder / f"{split}_y.bin"))
-        jobs = [functools.partial(read_stl10, str(path), a, b, params.image_size) for a, b in _chunks(count, params.image_size)]
+        jobs = [functools.partial(read_stl10, str(path), a, b, params.image_size)
+                for a, b in _chunks(count, params.image_size)]
         splits.append(SplitPlan(split, count, labels, jobs, parallel=True))
     return SourcePlan("stl10", names, splits)
 
@@ -234,7 +232,8 @@ def _plan_imagefolder(params: DataParams) -> SourcePlan:
     splits = []
 
     def file_split(name: str, files: list[Path], labels: np.ndarray | None) -> SplitPlan:
-        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size) for a, b in _chunks(len(files), size)]
+        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size)
+                for a, b in _chunks(len(files), size)]
         return SplitPlan(name, len(files), labels, jobs, parallel=True)
 
     for split in SPLITS:

@@ -193,12 +193,10 @@ def build_model(params: Params, accelerator) -> tuple[nn.Module, torch.memory_fo
 
 def build_optimizer(model: nn.Module, params: Params, peak_lr: float) -> torch.optim.Optimizer:
     p = params.pretrain
-    groups = param_groups(model, p.weight_decay)
+    groups = param_groups(model, p.weight_decay, lars=p.optimizer == "lars")
     if p.optimizer == "lars":
         return LARS(groups, lr=peak_lr, momentum=p.momentum, weight_decay=p.weight_decay,
                     trust_coefficient=p.trust_coefficient)
-    for g in groups:
-        g.pop("lars")
     if p.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=peak_lr, momentum=p.momentum, weight_decay=p.weight_decay)
     return torch.optim.Adam(groups, lr=peak_lr, weight_decay=p.weight_decay)

@@ -46,10 +46,7 @@ def parse_point(kind: str, raw: str) -> Point:
             value = (float if kind == "temperature" else int)(raw)
         except ValueError:
             pass
-    try:
-        return Point(kind, check_value(f"ablation point {kind}", KINDS[kind], value), raw)
-    except ParamsError as exc:  # the value came from the command line, not from params.yaml
-        raise ParamsError(str(exc).removeprefix("params.yaml: ")) from None
+    return Point(kind, check_value(f"ablation point {kind}", KINDS[kind], value, source=""), raw)
 
 
 def read_points(params: Params, root: Path) -> dict[str, list[dict]]:

@@ -64,16 +64,17 @@ def exclude_from_lars(name: str, param: nn.Parameter) -> bool:
     return param.ndim <= 1
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, lars: bool = True) -> list[dict]:
     """Two groups: weights (decayed, LARS-adapted) and biases/BN (no decay, no adaptation).
 
-    Only plain values in the groups, so optimizer state loads with weights_only=True.
+    Only plain values in the groups, so optimizer state loads with weights_only=True. ``lars=False``
+    leaves out the groups' ``lars`` flag, for SGD and Adam.
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if exclude_from_lars(name, p) else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay, "lars": True},
-        {"params": no_decay, "weight_decay": 0.0, "lars": False},
-    ]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if lars:
+        groups[0]["lars"], groups[1]["lars"] = True, False
+    return groups

@@ -170,14 +170,16 @@ def error_line(model: Any, exc: ValidationError, prefix: str = "", source: str =
     errors = exc.errors()
     error = next((e for e in errors if e["type"] != "missing"), errors[0])
     key, value, allowed = describe_error(model, error, prefix)
+    where = f"{source}: " if source else ""
     if error["type"] == "missing":
-        return f"{source}: {key} is missing; expected {allowed}"
-    return f"{source}: {key} = {value!r} is not allowed; expected {allowed}"
+        return f"{where}{key} is missing; expected {allowed}"
+    return f"{where}{key} = {value!r} is not allowed; expected {allowed}"
 
 
-def check_value(key: str, tp: Any, value: Any) -> Any:
-    """One value against a declared type (a point named on the command line, the augment ops)."""
+def check_value(key: str, tp: Any, value: Any, source: str = "params.yaml") -> Any:
+    """One value against a declared type (the augment ops; with ``source=""`` a value given on the
+    command line, whose error names no file)."""
     try:
         return TypeAdapter(tp).validate_python(value)
     except ValidationError as exc:
-        raise ParamsError(error_line(tp, exc, prefix=key)) from None
+        raise ParamsError(error_line(tp, exc, prefix=key, source=source)) from None
