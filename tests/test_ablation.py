@@ -72,16 +72,20 @@ def test_points_keep_the_value_as_written_for_the_file_name():
         parse_point("temperature", "hot")
 
 
-def test_dvc_yaml_declares_the_metrics_file_the_code_writes():
+def test_dvc_yaml_declares_the_point_file_the_code_writes():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    plots = {name: spec for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"] if isinstance(entry, dict)
+             for name, spec in entry.items()}
     for grid, kind in GRIDS.items():
+        assert plots[f"ablation_{kind}"]["y"] == {f"${{paths.report}}/grids/{kind}.csv": "point"}  # the report writes it
         stage = stages[f"ablate_{kind}"]
         (item,) = stage["matrix"]
         assert stage["matrix"][item] == f"${{ablation.{grid}}}"
         out = point_file(Path("${paths.ablation}"), Point(kind, f"${{item.{item}}}")).as_posix()
         assert stage["cmd"].split() == ["python", "stages/ablate.py", kind, f"${{item.{item}}}",
                                         "--prepared", "${paths.prepared}", "--out", out]
-        (declared,) = stage["metrics"][0]
+        assert "metrics" not in stage  # a plain output: `dvc exp show` keeps to the headline metrics
+        (declared,) = stage["outs"][0]
         assert declared == out
         assert not any(str(p).startswith(f"ablation.{grid}") for p in stage["params"])  # one point, not the list
 
@@ -95,8 +99,9 @@ def test_one_point_end_to_end_and_a_bad_value_is_one_line(tmp_path):
     run(stage_command("prepare", scripts=ROOT), tmp_path)
     done = run(stage_command("ablate_augment", "sobel+rotate", scripts=ROOT), tmp_path)
     m = json.loads((tmp_path / dvc_paths()["ablation"] / "augment/sobel+rotate.json").read_text())
-    assert {"top1_h", "top1_z", "knn_top1", "loss", "epochs", "test_images"} <= m.keys()
-    assert m["kind"] == "augment" and m["value"] == "sobel+rotate" and m["epochs"] == 1 and m["test_images"] == 40
+    # numbers only: the grid and the value are the file's path
+    assert set(m) == {"top1_h", "top1_z", "knn_top1", "loss", "train_images", "wall_seconds"}
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) and m["train_images"] == 96
     assert "on one branch" in done.stdout
     bad = run(stage_command("ablate_head", "deep", scripts=ROOT), tmp_path, check=False)
     assert bad.returncode == 2
@@ -113,9 +118,10 @@ def test_temperature_reading_follows_the_numbers():
     agree = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000)
     assert "highest at τ = 0.5 (55.0%)" in agree and "this run agrees" in agree
     edge = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000)
-    assert edge.endswith("does not show that: the best τ is at the edge of the grid.")
+    assert "does not show that: the best τ is at the edge of the grid (best inside the grid τ = 0.5 (50.0%)" in edge
     close = R.read_temperature(frame("temperature", [0.1, 0.2, 1.0], [47.0, 46.5, 40.0]), 10000)
-    assert close.endswith("the best τ is at the edge of the grid, though within noise of τ = 0.2 (46.5%).")
+    assert "best inside the grid τ = 0.2 (46.5%) vs best at an edge τ = 0.1 (47.0%" in close
+    assert close.endswith("so this run cannot tell.")  # the edge leads, but within noise: no optimum shown either way
     noise = R.read_temperature(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000)
     assert "within noise" in noise and "cannot tell" in noise
 
@@ -127,7 +133,11 @@ def test_head_reading_follows_the_numbers():
     reversed_ = frame("head", ["none", "linear", "mlp"], [62.0, 56.0, 55.5], top1_z=[62.0, 58.0, 57.0])
     text = R.read_heads(reversed_, 10000)
     assert "mlp > linear within noise (-0.5 points), linear > none is reversed (-6.0 points)" in text
-    assert "this run does not show it" in text
+    assert "at the ablation budget this run contradicts it" in text  # g(h) ahead by 2 and 1.5 points at 10,000 images
+    close = frame("head", ["linear", "mlp"], [56.0, 57.0], top1_z=[56.5, 56.0])
+    assert "at the ablation budget this run cannot tell (within noise)" in R.read_heads(close, 1000)
+    two = R.head_order_finding(close, 1000)
+    assert two.claim == "a nonlinear projection head beats a linear head (Figure 8, in part)" and two.verdict == R.CANNOT_TELL
 
 
 def test_augment_matrix_and_reading():
@@ -144,8 +154,27 @@ def test_augment_matrix_and_reading():
 
 
 def test_batch_size_reading_follows_the_numbers():
-    up = frame("batch_size", [32, 128, 512], [40.0, 45.0, 52.0], epochs=[4, 4, 4])
-    assert "this run agrees" in R.read_batch_size(up, 10000)
-    down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0], epochs=[4, 4, 4])
-    assert "this run does not" in R.read_batch_size(down, 10000)
-    assert "within noise" in R.read_batch_size(frame("batch_size", [32, 512], [45.0, 45.5], epochs=[4, 4]), 1000)
+    up = frame("batch_size", [32, 128, 512], [40.0, 45.0, 52.0])
+    assert "At a fixed 4 epochs" in R.read_batch_size(up, 10000, 4) and "this run agrees" in R.read_batch_size(up, 10000, 4)
+    assert R.batch_size_finding(up, 10000).verdict == R.REPRODUCED
+    down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0])
+    assert "this run does not" in R.read_batch_size(down, 10000, 4)
+    assert R.batch_size_finding(down, 10000).verdict == R.NOT_REPRODUCED
+    flat = frame("batch_size", [32, 512], [45.0, 45.5])
+    assert "within noise" in R.read_batch_size(flat, 1000, 4) and R.batch_size_finding(flat, 1000).verdict == R.CANNOT_TELL
+
+
+def test_the_headline_findings_use_the_noise_test():
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000).verdict == R.REPRODUCED
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000).verdict == R.NOT_REPRODUCED
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000).verdict == R.CANNOT_TELL
+    heads = frame("head", ["none", "linear", "mlp"], [50.0, 56.0, 62.0], top1_z=[50.0, 45.0, 48.0])
+    assert R.head_order_finding(heads, 10000).verdict == R.REPRODUCED
+    assert R.head_order_finding(heads, 100).verdict == R.CANNOT_TELL  # the same gaps on 100 test images
+    # the run's own h vs g(h): +0.3 points is not "agrees" (the sentence the report used to write)
+    le = {"top1_h": 53.1, "top1_z": 52.8}
+    assert R.h_vs_gh_finding(le, "mlp", 1000).verdict == R.CANNOT_TELL
+    assert "cannot tell, within the test-set noise" in R.read_head(le, "mlp", 1000)
+    assert "agrees with" in R.read_head({"top1_h": 60.0, "top1_z": 50.0}, "mlp", 1000)
+    assert "contradicts" in R.read_head({"top1_h": 50.0, "top1_z": 60.0}, "mlp", 1000)
+    assert R.h_vs_gh_finding(le, "none", 1000) is None

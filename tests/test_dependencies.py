@@ -110,7 +110,7 @@ def perturbed(params: Params, key: str) -> Params:
         "pretrain.momentum": 0.5, "report.view_pairs": 3, "pretrain.num_processes": 2, "seed": 7,
         "pretrain.warmup_epochs": 1, "ablation.warmup_epochs": 0, "pretrain.dist_timeout_seconds": 300,
         "ablation.train_images": 4096, "pretrain.train_images": 1000, "model.head_layers": 3,
-        "finetune.label_fractions": [0.5], "finetune.momentum": 0.5,
+        "finetune.label_fractions": [0.5], "finetune.momentum": 0.5, "pretrain.log_with": "tensorboard",
     }
     if key in candidates:
         new = candidates[key]

@@ -19,6 +19,28 @@ OUTPUTS = ["data/prepared/manifest.json", "models/encoder.pt", "metrics/pretrain
            "reports/figures/finetune.png"]
 
 
+def assert_dvc_views(repo, env):
+    """What `dvc plots show` draws and what `dvc exp show` tabulates, as their JSON says."""
+    from simclr.core.grids import GRIDS
+
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env).stdout)["data"]
+    figures = sorted(f"reports/figures/{p.name}" for p in (repo / "reports/figures").iterdir())
+    expected = {"pretrain_loss", "pretrain_lr", "pretrain_knn_top1", "confusion",
+                *(f"ablation_{kind}" for kind in GRIDS.values()), *figures}
+    assert set(plots) == expected  # no stray default plot of a stage's CSV, nothing missing
+    assert all(p["type"] == "image" for f in figures for p in plots[f])
+    for kind in GRIDS.values():  # each grid's bars: one datapoint per row of the grid's CSV
+        (vega,) = plots[f"ablation_{kind}"]
+        rows = (repo / f"reports/grids/{kind}.csv").read_text().splitlines()[1:]
+        assert len(vega["content"]["data"]["values"]) == len(rows) > 0, kind
+    (workspace, *_) = json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout)
+    metrics = workspace["data"]["metrics"]
+    # the headline metrics only (the ablation points are outputs, drawn as plots), numbers only
+    assert set(metrics) == {"metrics/pretrain.json", "metrics/linear_eval.json", "metrics/finetune/0.25.json"}
+    values = [v for m in metrics.values() for v in m["data"].values()]
+    assert all(isinstance(v, (int, float)) for v in values), values
+
+
 def ran_stages(output: str) -> list[str]:
     return sorted({line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")})
 
@@ -36,6 +58,7 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     assert {"loss", "epochs", "images_per_second", "wall_seconds"} <= pre.keys() and pre["epochs"] == 2
     html = (repo / "reports/index.html").read_text()
     assert html.count('src="data:image/png;base64,') == 9 and "http" not in html
+    assert_dvc_views(repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline"], repo, env)
 

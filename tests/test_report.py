@@ -40,8 +40,8 @@ def write_stage_outputs(root: Path) -> None:
         (m / "ablation" / kind).mkdir()
         for value, top1 in values.items():
             (m / "ablation" / kind / f"{value}.json").write_text(json.dumps(
-                {"kind": kind, "value": value, "top1_h": top1, "top1_z": top1 - 4, "knn_top1": top1 - 6, "loss": 4.3,
-                 "epochs": 4, "train_images": 96, "test_images": 30, "wall_seconds": 5.0}))
+                {"top1_h": top1, "top1_z": top1 - 4, "knn_top1": top1 - 6, "loss": 4.3, "train_images": 96,
+                 "wall_seconds": 5.0}))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,27 @@ def test_report_has_every_figure_and_a_reading_for_each_ablation(report_dir):
     assert "Probing h: mlp 40.0%, linear 37.0%, none 33.0%" in md and "linear > none within noise" in md
     assert "the best composition crop then color (41.0%)" in md
     assert "from 35.0% at batch 32 to 39.0% at batch 512" in md
-    assert "fine-tuning reaches 47.0% against 38.0% from scratch (+9.0 points, beyond noise)" in md
+    assert "fine-tuning reaches 47.0% against 38.0% from scratch (+9.0 points, within noise)" in md  # 30 test images
+    # the headline opens the report, the params close it, folded
+    assert md.split("\n## ")[1].startswith("Headline\n")
+    assert md.rstrip().endswith("</details>") and "<details><summary>Params</summary>" in md
+    headline = md.split("\n## ")[1]
+    for claim in ("projection head (h) is the better", "intermediate NT-Xent temperature", "nonlinear projection head",
+                  "composing augmentations", "larger batch", "fine-tuning the pretrained network"):
+        assert claim in headline, claim
+    assert "**cannot tell**" in headline  # 30 test images: every gap here is within the noise
+
+
+def test_each_ablation_grid_is_written_as_plot_data(report_dir):
+    import pandas as pd
+
+    grids = {p.stem: pd.read_csv(p, dtype={"point": str}) for p in (report_dir / "grids").iterdir()}
+    assert sorted(grids) == ["augment", "batch_size", "head", "temperature"]
+    # the base point (tau 0.2) is the heads grid's mlp run, as in the report's table
+    assert list(grids["temperature"]["point"]) == ["0.1", "0.2", "0.5", "1.0"]
+    assert list(grids["temperature"]["top1"]) == [38.0, 40.0, 41.0, 36.0]
+    assert list(grids["head"]["point"]) == ["none h", "none g(h)", "linear h", "linear g(h)", "mlp h", "mlp g(h)"]
+    assert list(grids["head"]["top1"]) == [33.0, 29.0, 37.0, 33.0, 40.0, 36.0]
     html = (report_dir / "index.html").read_text()
     assert html.count('src="data:image/png;base64,') == len(FIGURES)
 
@@ -107,9 +127,14 @@ def test_index_html_renders_offline_in_headless_chromium(report_dir):
         page.goto(index.as_uri(), wait_until="load")
         images = page.evaluate("() => Array.from(document.images).map(i => ({src: i.src.slice(0, 21), "
                                "loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth}))")
+        first_section = page.evaluate("() => document.querySelector('h1 ~ h2').textContent")
+        closed_params = page.evaluate("() => { const d = document.querySelector('details'); "
+                                      "return {summary: d.querySelector('summary').textContent, open: d.open}; }")
         shot = Path(os.environ.get("SIMCLR_SCREENSHOT", report_dir.parent / "report.png"))
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
+    assert first_section == "Headline"  # the answer before the details
+    assert closed_params == {"summary": "Params", "open": False}
     assert len(images) == len(FIGURES)
     assert all(img["loaded"] and img["width"] > 100 for img in images), images
     assert all(img["src"] == "data:image/png;base64" for img in images)
@@ -143,3 +168,32 @@ def test_experiments_table_with_no_experiments_is_one_clear_error():
 
     with pytest.raises(SimCLRError, match="lists no experiments with data; run `dvc exp run` first"):
         experiments_table([{"Experiment": None, "rev": "workspace", "typ": "baseline"}], {"m.json": ["top1_h"]})
+
+
+# ---- the confusion figure for any class names ----------------------------------------------------
+@pytest.mark.parametrize("names", [[str(i) for i in range(10)],  # an .npz without class_names: labels as text
+                                   ["sea lion", "hot-air balloon", "NA", "3.0"],
+                                   [f"class {i:02d}" for i in range(100)]], ids=["numeric", "spaces", "100"])
+def test_the_confusion_figure_draws_the_counts_of_the_csv(tmp_path, names):
+    import csv
+    import random
+
+    from simclr.report.figures import plot_confusion
+
+    rng = random.Random(0)
+    pairs = [(a, a if rng.random() < 0.6 else rng.choice(names)) for a in names for _ in range(5)]
+    path = tmp_path / "confusion.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([("actual", "predicted"), *pairs])
+    from simclr.report import read_confusion_csv  # what build_report reads the CSV with
+
+    drawn = plot_confusion(read_confusion_csv(path), names, tmp_path / "confusion.png")
+    assert list(drawn.index) == names and list(drawn.columns) == names
+    with path.open() as f:  # the CSV counted independently, as text
+        rows = list(csv.DictReader(f))
+    for a in names:
+        mine = [r for r in rows if r["actual"] == a]
+        for p in names:
+            expected = 100 * sum(r["predicted"] == p for r in mine) / len(mine)
+            assert abs(drawn.loc[a, p] - expected) < 1e-9, (a, p)
+    assert (tmp_path / "confusion.png").stat().st_size > 10_000

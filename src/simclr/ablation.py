@@ -53,13 +53,14 @@ def point_params(params: Params, point: Point) -> Params:
     return params.replace(**knobs, **{
         "pretrain.epochs": ab.epochs, "pretrain.warmup_epochs": ab.warmup_epochs, "pretrain.knn_every": 0,
         "pretrain.num_processes": 1, "pretrain.train_images": ab.train_images, "pretrain.checkpoint_dir": "",
+        "pretrain.log_with": "none",
         "pretrain.augment_views": "one" if point.kind == "augment" else "both",
         "linear_eval.epochs": ab.linear_eval_epochs})
 
 
 # The keys of pretrain / linear_eval that point_params sets itself: not a point's dependencies.
 POINT_OVERRIDES = {"pretrain": ("epochs", "warmup_epochs", "knn_every", "num_processes", "train_images",
-                                "augment_views", "checkpoint_dir"), "linear_eval": ("epochs",)}
+                                "augment_views", "checkpoint_dir", "log_with"), "linear_eval": ("epochs",)}
 
 
 def point_param_keys() -> list[str]:
@@ -100,17 +101,13 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
                                le.batch_size, le.weight_decay, seed=p.seed)
         return round(top1, 2)
 
-    metrics = {
-        "kind": point.kind,
-        "value": point.value,
+    metrics = {  # numbers only: the grid and value are the file's path (simclr.core.grids.point_file)
         "top1_h": probe(h_train, h_test),
         "top1_z": probe(z_train, z_test),
         "knn_top1": round(knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, le.knn_k,
                                    le.knn_temperature), 2),
         "loss": round(pre["loss"], 4),
-        "epochs": pre["epochs"],
         "train_images": n_train,
-        "test_images": int(len(data.test.y)),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")

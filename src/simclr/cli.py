@@ -1,8 +1,9 @@
 """``simclr``: the tools around the pipeline (the stages themselves are ``stages/*.py``, run by dvc.yaml).
 
 ``simclr experiments`` compares DVC experiments; ``simclr checkpoints`` lists and removes the
-pretrain checkpoints of interrupted runs. A :class:`simclr.core.errors.SimCLRError` becomes one
-``error: ...`` line on stderr and exit status 2 (``simclr.core.entry``).
+pretrain checkpoints of interrupted runs; ``simclr export`` writes the encoder f as safetensors.
+A :class:`simclr.core.errors.SimCLRError` becomes one ``error: ...`` line on stderr and exit
+status 2 (``simclr.core.entry``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,25 @@ from pathlib import Path
 import typer
 import yaml
 
+from simclr import __version__
 from simclr.core.config import load_params
 from simclr.core.entry import PARAMS, user_errors
 from simclr.core.errors import SimCLRError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
+HELP = "The tools around the SimCLR pipeline (the stages themselves are stages/*.py, run by dvc.yaml)."
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"simclr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")) -> None:
+    pass
 
 
 def dvc_paths(repo: Path = Path(".")) -> dict[str, Path]:
@@ -93,6 +108,24 @@ def checkpoints(
         print(f"| {r['fingerprint']} | {r.get('epochs_done', '?')}/{c.get('pretrain.epochs', '?')} | "
               f"{r.get('updated', '?')} | {r['bytes'] / 1e6:.1f} MB | {state} | {c.get('model', {}).get('encoder', '?')} | "
               f"{c.get('batch_size', '?')} | {c.get('temperature', '?')} | {c.get('head', '?')} |")
+
+
+@app.command()
+@user_errors
+def export(
+    encoder: Path = typer.Argument(Path("models/encoder.pt"), help="the pretrained encoder file (pretrain's output)"),
+    out: Path = typer.Argument(Path("models/encoder.safetensors"), help="the safetensors file to write"),
+):
+    """Write the encoder f as a safetensors state dict that torch and torchvision load without this package.
+
+    Not the head g. Input: float RGB NCHW in [0, 1] (uint8 / 255), no mean/std normalisation.
+
+    Keys: torchvision's for the ResNets (no fc.*), features.<i>.* for small_cnn; the metadata says how to rebuild f.
+    """
+    from simclr.export import export_encoder
+
+    meta = export_encoder(encoder, out)
+    print(f"wrote {out}: encoder f of {encoder} ({meta['encoder']}, {meta['feature_dim']}-d features h)")
 
 
 def main() -> None:

@@ -54,6 +54,7 @@ from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.core.runtime import configure_cpu
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.sources import project_imports, source_digest
+from simclr.core.tracking import accelerator_options, check_tracker, log_epoch, start_tracking
 
 HISTORY_FIELDS = ("epoch", "step", "loss", "lr", "knn_top1", "images_per_second")
 
@@ -89,10 +90,12 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
 
     run, bar = None, None
     try:
+        description = describe_run(params, paths.prepared, accelerator.num_processes, device)
         if pre.checkpoint_dir:  # "" (the ablation points): none kept
-            run = open_checkpoints(accelerator, params, describe_run(params, paths.prepared,
-                                                                     accelerator.num_processes, device))
+            run = open_checkpoints(accelerator, params, description)
         state = resume(run, net, log)
+        start_tracking(accelerator, pre.log_with, run_fingerprint(description)[:12], description["config"],
+                       state.history)
         model, optimizer = accelerator.prepare(net, optimizer)  # DDP and torch.compile wrap `net`
         if run and run.blob is not None:
             restore_optimizer(run.blob, optimizer, accelerator.scaler)
@@ -139,7 +142,7 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
             row = {"epoch": epoch + 1, "step": state.step, "loss": loss_sum / steps_per_epoch, "lr": lr,
                    "knn_top1": knn, "images_per_second": steps_per_epoch * params.batch_size / train_time}
             end_of_epoch(accelerator, run, state, row, train_time, time.perf_counter() - epoch_start, net, optimizer,
-                         paths, bar, pre.epochs)
+                         paths, bar, pre.epochs, params.batch_size, len(train_x))
         metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size, len(train_x))
     finally:
         if bar is not None:
@@ -159,12 +162,14 @@ def make_accelerator(params: Params):
     from accelerate.utils import InitProcessGroupKwargs
 
     pre = params.pretrain
+    check_tracker(pre.log_with)
     accelerator = Accelerator(
         # without cpu=True Accelerate ignores a torchrun world on a machine with no GPU
         cpu=not torch.cuda.is_available(),
         mixed_precision=pre.mixed_precision,
         dynamo_backend="inductor" if pre.compile else "no",  # torch.compile, applied by prepare()
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=pre.dist_timeout_seconds))],
+        **accelerator_options(pre.log_with),
     )
     world = accelerator.num_processes
     if params.batch_size % world:
@@ -286,16 +291,20 @@ def knn_monitor(params: Params, epoch: int, net: nn.Module, data, device) -> flo
 
 
 def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, row: dict, train_time: float,
-                 wall_time: float, net: nn.Module, optimizer, paths: PretrainPaths, bar, epochs: int) -> None:
-    """Record the epoch, checkpoint it and write the history so far (main process)."""
+                 wall_time: float, net: nn.Module, optimizer, paths: PretrainPaths, bar, epochs: int,
+                 batch_size: int, pretrain_count: int) -> None:
+    """Record the epoch, checkpoint it, write the history and metrics so far and log the row (main
+    process): what a live view (``dvc exp show``, a tracker) sees while the run trains."""
     state.epoch = row["epoch"]
     state.train_seconds += train_time
     state.history.append(row)
     state.wall_seconds += wall_time
     if accelerator.is_main_process:
+        write_text_atomic(paths.history, history_csv(state.history))
+        write_text_atomic(paths.metrics, metrics_json(run_metrics(state, batch_size, pretrain_count)))
         if run:
             run.save(training_blob(state, net, optimizer, accelerator.scaler))
-        write_text_atomic(paths.history, history_csv(state.history))
+    log_epoch(accelerator, row)  # a resumed run replays the rows its checkpoint keeps (simclr.core.tracking)
     accelerator.wait_for_everyone()
     if accelerator.is_local_main_process:
         bar.write(f"epoch {state.epoch}/{epochs}  loss {row['loss']:.4f}  lr {row['lr']:.4g}  "
@@ -304,22 +313,32 @@ def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, r
 
 def write_outputs(accelerator, run: CheckpointRun | None, state: TrainingState, net: nn.Module, paths: PretrainPaths,
                   batch_size: int, pretrain_count: int) -> dict:
-    metrics = {
-        "loss": state.history[-1]["loss"],
-        "epochs": state.epoch,
-        "images_per_second": round(state.step * batch_size / max(state.train_seconds, 1e-9), 2),
-        "wall_seconds": round(state.wall_seconds, 2),
-        "knn_top1": state.history[-1]["knn_top1"],
-        "pretrain_images": pretrain_count,
-    }
     if accelerator.is_main_process:
         save_encoder(net, paths.encoder)
         write_text_atomic(paths.history, history_csv(state.history))
-        write_text_atomic(paths.metrics, json.dumps(_json_safe(metrics), indent=2) + "\n")
+        write_text_atomic(paths.metrics, metrics_json(run_metrics(state, batch_size, pretrain_count)))
         if run:
             run.finish()  # DVC's cache holds the result now; `dvc repro -f` trains from epoch 1
     accelerator.wait_for_everyone()
-    return metrics
+    return run_metrics(state, batch_size, pretrain_count)
+
+
+def run_metrics(state: TrainingState, batch_size: int, pretrain_count: int) -> dict:
+    """metrics/pretrain.json: the run so far (rewritten each epoch), the finished run at the end."""
+    last = state.history[-1]
+    measured = [r["knn_top1"] for r in state.history if math.isfinite(r["knn_top1"])]
+    return {
+        "loss": last["loss"],
+        "epochs": state.epoch,
+        "images_per_second": round(state.step * batch_size / max(state.train_seconds, 1e-9), 2),
+        "wall_seconds": round(state.wall_seconds, 2),
+        "knn_top1": measured[-1] if measured else float("nan"),  # the last epoch the monitor ran
+        "pretrain_images": pretrain_count,
+    }
+
+
+def metrics_json(metrics: dict) -> str:
+    return json.dumps(_json_safe(metrics), indent=2) + "\n"
 
 
 def history_csv(rows: list[dict]) -> str:

@@ -253,6 +253,7 @@ class PretrainParams(Section):
     knn_temperature: Positive
     dist_timeout_seconds: Annotated[Int, at.Ge(10)]
     checkpoint_dir: Annotated[str, Strict()]  # "": keep no checkpoints (the short ablation points)
+    log_with: Literal["none", "dvclive", "tensorboard", "wandb"]  # a live view (simclr.core.tracking)
 
     @model_validator(mode="after")
     def _warmup_within_training(self):
@@ -262,10 +263,11 @@ class PretrainParams(Section):
 
 
 # The pretrain keys that do not change the trained weights: how the run is watched (the kNN
-# monitor), how long a hung process is waited for, where checkpoints are kept. They are not
+# monitor, the tracker), how long a hung process is waited for, where checkpoints are kept. They are not
 # dependencies of the pretrain stage (dvc.yaml) nor part of its checkpoint fingerprint, so
 # changing one neither retrains nor discards a checkpoint; it takes effect the next time it trains.
-PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_seconds", "checkpoint_dir")
+PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_seconds", "checkpoint_dir",
+                         "log_with")
 
 
 class LinearEvalParams(Section):

@@ -60,5 +60,5 @@ def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
             m = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f ablate_{point.kind}@{point.key}`")
-        results[point.kind].append({**m, "value": point.value})
+        results[point.kind].append({**m, "kind": point.kind, "value": point.value})
     return results

@@ -17,7 +17,7 @@ import pandas as pd
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, describe_ops
 from simclr.core.errors import SimCLRError
-from simclr.core.grids import read_points
+from simclr.core.grids import GRIDS, read_points
 from simclr.report.figures import (
     plot_augment,
     plot_confusion,
@@ -29,9 +29,15 @@ from simclr.report.figures import (
     plot_view_pairs,
 )
 from simclr.report.readings import (
+    Finding,
+    augment_finding,
     augment_matrix,
+    batch_size_finding,
+    finetune_finding,
     finetune_table,
     grid_table,
+    h_vs_gh_finding,
+    head_order_finding,
     read_augment,
     read_batch_size,
     read_confusion,
@@ -41,6 +47,7 @@ from simclr.report.readings import (
     read_head,
     read_heads,
     read_temperature,
+    temperature_finding,
     with_base,
 )
 from simclr.report.render import FIGURES, Section, markdown_to_html, render_markdown
@@ -64,10 +71,12 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     pre = _read_json(paths.pretrain_metrics)
     le = _read_json(paths.linear_eval)
     history = _read_csv(paths.history)
-    conf = _read_csv(paths.confusion)
+    conf = read_confusion_csv(paths.confusion)
     manifest = _read_json(paths.prepared / "manifest.json")
     points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
     fractions = [_read_json(fraction_file(paths.finetune, f)) for f in params.finetune.label_fractions]
+    images = manifest.get("images") or {s: sum(c.values()) for s, c in manifest["counts"].items()}  # older manifests
+    n = images["test"]  # every top-1 is scored on the whole test split: the noise of each reading
 
     figures = paths.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
@@ -76,7 +85,6 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     plot_confusion(conf, manifest["class_names"], figures / "confusion.png")
     plot_view_pairs(params, paths.prepared, figures / "view_pairs.png")
 
-    images = manifest.get("images") or {s: sum(c.values()) for s, c in manifest["counts"].items()}  # older manifests
     unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
     metrics_table = pd.DataFrame(
         [("top1_h", le["top1_h"], "linear probe on h (frozen encoder)"),
@@ -88,18 +96,21 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
          ("images_per_second", pre["images_per_second"], "pretraining throughput (images, 2 views each)"),
          ("wall_seconds", pre["wall_seconds"], "pretraining wall time")],
         columns=["metric", "value", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
+    setup = (f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
+             f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
+             f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
+             f"{params.data.pretrain_on}`). "
+             f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
+             f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`.")
+    grids: dict[str, pd.DataFrame] = {}
+    findings: list[Finding] = [f for f in [h_vs_gh_finding(le, params.head, n)] if f]
+    ablations = ablation_sections(params, points, figures, n, findings, grids)  # adds the grids' findings
+    finetune = finetune_sections(fractions, figures, n, findings)
     sections = [
-        Section("Run", [
-            f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
-            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
-            f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
-            f"{params.data.pretrain_on}`). "
-            f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
-            f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`."],
-            table=pd.DataFrame(sorted(_flatten(params.to_dict()).items()), columns=["param", "value"])),
-        Section("Results", [read_gain(le), read_head(le, params.head)], table=metrics_table,
+        Section("Headline", [read_gain(le, n), setup, HEADLINE_NOTE.format(n=n)],
+                table=findings_table(findings)),
+        Section("Results", [read_head(le, params.head, n)], table=metrics_table,
                 figures=[("metrics.png", "Top-1 on the test split: pretrained vs random-init encoder")]),
-        *finetune_sections(fractions, figures),
         Section("Training curves", [read_curves(history)],
                 figures=[("curves.png", "Per-epoch NT-Xent loss, learning rate and kNN top-1")]),
         Section("Confusion matrix", [read_confusion(conf)],
@@ -108,8 +119,9 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
             f"Each column: a test image and two views drawn by the `augment` policy ({describe_ops(params.augment)}); "
             "the pair is the positive pair the loss pulls together."],
             figures=[("view_pairs.png", "Pairs of augmented views")]),
+        *finetune,
+        *ablations,
     ]
-    sections += ablation_sections(params, points, figures)
     if params.report.experiments:
         from simclr.report.experiments import dvc_exp_show, experiments_table, metric_keys
 
@@ -117,26 +129,52 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
         sections.append(Section("Experiments in this workspace", [
             "From `dvc exp show`: one row per experiment, the params that differ between them, then the metrics "
             "(`simclr experiments` prints the same table)."], table=experiments_table(dvc_exp_show(), metrics)))
+    sections.append(Section("Params", ["Every value of params.yaml this report was built from."], folded=True,
+                            table=pd.DataFrame(sorted(_flatten(params.to_dict()).items()), columns=["param", "value"])))
+    write_grids(grids, paths.out / GRIDS_FOLDER)
     markdown = render_markdown(TITLE, sections)
     write_text_atomic(paths.out / "report.md", markdown)
     write_text_atomic(paths.out / "index.html", markdown_to_html(markdown, TITLE, figures))
     return paths.out / "index.html"
 
 
-def finetune_sections(rows: list[dict], figures: Path) -> list[Section]:
+HEADLINE_NOTE = (
+    "The paper's findings as this run measured them. Each gap is compared with twice its standard error on the "
+    "{n} test images (binomial): *cannot tell* means the gap is within it, or the grid is too small to show the "
+    "finding. One seed, and the ablation points' budget is short: details in the sections below.")
+GRIDS_FOLDER = "grids"  # beside report.md: one CSV per ablation grid, the DVC plots ablation_<grid> (dvc.yaml)
+
+
+def findings_table(findings: list[Finding]) -> pd.DataFrame:
+    return pd.DataFrame([(f.claim, f"**{f.verdict}**", f.evidence) for f in findings],
+                        columns=["the paper's finding", "this run", "measured"])
+
+
+def write_grids(grids: dict[str, pd.DataFrame], folder: Path) -> None:
+    """Each ablation grid as the data of a DVC bar plot: point (text) and linear top-1 (%)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in GRIDS.values():
+        df = grids.get(kind, pd.DataFrame(columns=["point", "top1"]))
+        write_text_atomic(folder / f"{kind}.csv", df.to_csv(index=False))
+
+
+def finetune_sections(rows: list[dict], figures: Path, n: int, findings: list[Finding]) -> list[Section]:
     if not rows:
         return []
     df = finetune_table(rows)
+    findings.append(finetune_finding(df, n))
     plot_finetune(df, figures / "finetune.png")
     return [Section("Few labels: fine-tuned vs from scratch vs linear", [
         "The paper's semi-supervised evaluation (Table 7), scaled down (`params.yaml: finetune`): at each fraction "
         "a class-balanced subset of the labelled train split; the pretrained network fine-tuned whole, the same "
         "network trained from scratch with the same recipe and steps, and the linear probe on the frozen h, each "
-        "scored on the whole test split.", read_finetune(df, rows[0]["test_images"])], table=df,
+        "scored on the whole test split.", read_finetune(df, n)], table=df,
         figures=[("finetune.png", "Test top-1 vs the fraction of labelled train images")])]
 
 
-def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path) -> list[Section]:
+def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path, n: int,
+                      findings: list[Finding], grids: dict[str, pd.DataFrame]) -> list[Section]:
+    """The ablation sections; appends each grid's finding to ``findings`` and its plot data to ``grids``."""
     ab = params.ablation
     base = ab.base
     sections = [Section("Ablations", [
@@ -147,20 +185,27 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
         "each reading states."])]
     one_knob = {  # kind -> (title, extra table column, reading, caption)
         "temperature": ("temperature", "loss", read_temperature, "Top-1 vs NT-Xent temperature"),
-        "batch_size": ("batch size", "epochs", read_batch_size, "Top-1 vs global batch size at fixed epochs"),
+        "batch_size": ("batch size", None, lambda df, n: read_batch_size(df, n, ab.epochs),
+                       "Top-1 vs global batch size at fixed epochs"),
     }
+    finding_of = {"temperature": temperature_finding, "batch_size": batch_size_finding}
     for kind in ("temperature", "head", "augment", "batch_size"):
         if not results[kind]:
             continue
-        n = results[kind][0]["test_images"]
         name = f"ablation_{kind}.png"
         if kind == "head":
             df = grid_table(with_base(params, kind, results[kind], results), kind, ["top1_h", "top1_z", "knn_top1"])
+            findings.extend(f for f in [head_order_finding(df, n)] if f)
+            grids[kind] = pd.DataFrame([(f"{r['head']} {probe}", r[col]) for _, r in df.iterrows()
+                                        for probe, col in (("h", "top1_h"), ("g(h)", "top1_z"))],
+                                       columns=["point", "top1"])
             plot_heads(df, figures / name)
             sections.append(Section("Ablation: projection head", [read_heads(df, n)], table=df,
                                     figures=[(name, "Linear top-1 on h and on z = g(h) for each head")]))
         elif kind == "augment":
             table = augment_matrix(results[kind])
+            findings.extend(f for f in [augment_finding(table, n)] if f)
+            grids[kind] = pd.DataFrame([(str(r["value"]), r["top1_h"]) for r in results[kind]], columns=["point", "top1"])
             plot_augment(table, figures / name)
             shown = table.rename_axis(index="1st \\ 2nd", columns=None).reset_index()
             sections.append(Section("Ablation: augmentation pairs", [
@@ -170,7 +215,9 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
         else:
             title, extra, read, caption = one_knob[kind]
             df = grid_table(with_base(params, kind, results[kind], results), kind,
-                             ["top1_h", "top1_z", "knn_top1", extra])
+                            ["top1_h", "top1_z", "knn_top1", *([extra] if extra else [])])
+            findings.append(finding_of[kind](df, n))
+            grids[kind] = pd.DataFrame([(str(r[kind]), r["top1_h"]) for _, r in df.iterrows()], columns=["point", "top1"])
             plot_one_knob(df, kind, figures / name, log_x=True)
             sections.append(Section(f"Ablation: {title}", [read(df, n)], table=df, figures=[(name, caption)]))
     return sections
@@ -193,10 +240,15 @@ def _read_json(path: Path) -> dict:
         raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun the stage that writes it") from None
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_confusion_csv(path: Path) -> pd.DataFrame:
+    """linear_eval's confusion CSV with every class name as text: "3" stays "3", "NA" stays "NA"."""
+    return _read_csv(path, dtype=str)
+
+
+def _read_csv(path: Path, dtype=None) -> pd.DataFrame:
     if not path.is_file():
         raise SimCLRError(f"{path} does not exist; run the stages before the report (dvc repro)")
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype=dtype, keep_default_na=dtype is None)  # text: a class "NA" stays "NA"
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:

@@ -52,19 +52,25 @@ def plot_metrics(le: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_confusion(conf: pd.DataFrame, class_names: list[str], path: Path) -> None:
+def plot_confusion(conf: pd.DataFrame, class_names: list[str], path: Path) -> pd.DataFrame:
+    """The row-normalised confusion heatmap; returns the table it drew. Up to 12 classes each cell
+    is annotated; more, the colours alone (100 classes: a 100x100 image, every 5th class named)."""
+    from simclr.report.readings import confusion_matrix
+
     plt, sns = _plt()
-    table = pd.crosstab(conf["actual"], conf["predicted"], normalize="index").reindex(
-        index=class_names, columns=class_names, fill_value=0.0) * 100
-    size = max(5.0, 0.55 * len(class_names) + 2)
+    table = confusion_matrix(conf, class_names)
+    k = len(class_names)
+    size = max(5.0, 0.55 * k + 2) if k <= 20 else 12.0
+    step = 1 if k <= 30 else -(-k // 20)  # at most ~20 tick labels
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    sns.heatmap(table, annot=len(class_names) <= 12, fmt=".0f", cmap="Blues", vmin=0, vmax=100, ax=ax,
-                cbar_kws={"label": "% of the actual class"})
+    sns.heatmap(table, annot=k <= 12, fmt=".0f", cmap="Blues", vmin=0, vmax=100, ax=ax, square=k > 20,
+                xticklabels=step, yticklabels=step, cbar_kws={"label": "% of the actual class"})
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return table
 
 
 def plot_view_pairs(params: Params, prepared: Path, path: Path) -> None:

@@ -6,29 +6,76 @@ reading is tested on its own numbers. The paper's findings they compare against 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from simclr.core.config import FIGURE5_OPS, Params
+from simclr.core.errors import SimCLRError
 
 HEAD_ORDER = ("none", "linear", "mlp")
+REPRODUCED, NOT_REPRODUCED, CANNOT_TELL = "reproduced", "not reproduced", "cannot tell"
 
 
-def read_gain(le: dict) -> str:
+@dataclass(frozen=True)
+class Finding:
+    """One of the paper's findings as this run measured it: what the headline lists."""
+
+    claim: str  # the paper's finding, with where it is in the paper
+    verdict: str  # REPRODUCED | NOT_REPRODUCED | CANNOT_TELL (a gap within the test-set noise, or too few points)
+    evidence: str  # the numbers behind the verdict
+
+
+def gap_verdict(a: float, b: float, n: int) -> str:
+    """`a > b` on the same n test images: reproduced or reversed beyond 2 standard errors, else cannot tell."""
+    if not beyond_noise(a, b, n):
+        return CANNOT_TELL
+    return REPRODUCED if a > b else NOT_REPRODUCED
+
+
+def _gap(a: float, b: float, n: int) -> str:
+    return f"{a - b:+.1f} points; 2 SE of the difference {2 * float(np.hypot(standard_error(a, n), standard_error(b, n))):.1f}"
+
+
+def read_gain(le: dict, n: int) -> str:
     gain = le["top1_h"] - le["random_init_top1"]
-    verdict = ("learned useful features" if gain >= 10 else
-               "learned a little" if gain > 0 else "did not beat the random-init features")
+    verdict = ("did not beat the random-init features" if gain <= 0 else
+               "is within the test-set noise of the random-init features" if not beyond_noise(le["top1_h"], le["random_init_top1"], n)
+               else "learned useful features")
     return (f"The linear probe on the pretrained h reaches {le['top1_h']:.1f}% top-1 against {le['random_init_top1']:.1f}% "
-            f"for the same architecture at random init ({gain:+.1f} points): pretraining {verdict}.")
+            f"for the same architecture at random init ({_gap(le['top1_h'], le['random_init_top1'], n)}): "
+            f"pretraining {verdict}.")
 
 
-def read_head(le: dict, head: str) -> str:
+def h_vs_gh_finding(le: dict, head: str, n: int) -> Finding | None:
+    """The run's own probes on h and on z = g(h) (None with head `none`: z = h)."""
     if head == "none":
+        return None
+    return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
+                   gap_verdict(le["top1_h"], le["top1_z"], n),
+                   f"h {le['top1_h']:.1f}% vs g(h) {le['top1_z']:.1f}% ({_gap(le['top1_h'], le['top1_z'], n)})")
+
+
+def read_head(le: dict, head: str, n: int) -> str:
+    f = h_vs_gh_finding(le, head, n)
+    if f is None:
         return "With head `none`, z = h, so the two probes read the same features."
-    diff = le["top1_h"] - le["top1_z"]
-    agrees = "agrees with" if diff > 0 else "does not agree with"
-    return (f"The probe on h scores {le['top1_h']:.1f}% and on z = g(h) {le['top1_z']:.1f}% ({diff:+.1f} points); "
-            f"this {agrees} the paper's finding that the layer before the projection head is the better representation.")
+    says = {REPRODUCED: "agrees with", NOT_REPRODUCED: "contradicts",
+            CANNOT_TELL: "cannot tell, within the test-set noise, whether it agrees with"}[f.verdict]
+    return (f"The probe on h scores {le['top1_h']:.1f}% and on z = g(h) {le['top1_z']:.1f}% "
+            f"({_gap(le['top1_h'], le['top1_z'], n)}); this run {says} the paper's finding that the layer before the "
+            "projection head is the better representation.")
+
+
+def finetune_finding(df: pd.DataFrame, n: int) -> Finding:
+    verdicts = [gap_verdict(r["finetune_top1"], r["scratch_top1"], n) for _, r in df.iterrows()]
+    verdict = (REPRODUCED if all(v == REPRODUCED for v in verdicts) else
+               NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL)
+    return Finding("with few labels, fine-tuning the pretrained network beats training it from scratch (Table 7)",
+                   verdict, "; ".join(f"{r['label_fraction'] * 100:g}% of labels: {r['finetune_top1']:.1f}% vs "
+                                      f"{r['scratch_top1']:.1f}% ({_gap(r['finetune_top1'], r['scratch_top1'], n)})"
+                                      for _, r in df.iterrows()))
 
 
 def read_curves(history: pd.DataFrame) -> str:
@@ -40,6 +87,23 @@ def read_curves(history: pd.DataFrame) -> str:
         text += (f"; kNN top-1 from {knn.iloc[0]:.1f}% to {knn.iloc[-1]:.1f}% "
                  f"(best {best['knn_top1']:.1f}% at epoch {int(best['epoch'])})")
     return text + "."
+
+
+def confusion_matrix(conf: pd.DataFrame, class_names: list[str]) -> pd.DataFrame:
+    """Row-normalised confusion (% of each actual class), rows and columns in the dataset's class
+    order. Names are matched as text: a class named "3" is the label "3", never the number 3."""
+    actual, predicted = conf["actual"].astype(str), conf["predicted"].astype(str)
+    names = [str(c) for c in class_names]
+    unknown = sorted((set(actual) | set(predicted)) - set(names))
+    if unknown:
+        raise SimCLRError(f"the confusion CSV names classes the dataset does not have ({', '.join(unknown[:5])}); "
+                          "rerun `dvc repro -f linear_eval`")
+    table = pd.crosstab(pd.Categorical(actual, categories=names), pd.Categorical(predicted, categories=names),
+                        dropna=False)
+    totals = table.sum(axis=1).replace(0, 1)
+    table = table.div(totals, axis=0) * 100
+    table.index.name, table.columns.name = "actual", "predicted"
+    return table
 
 
 def read_confusion(conf: pd.DataFrame) -> str:
@@ -106,6 +170,18 @@ def _noise_note(n: int, top1: float) -> str:
     return f"one standard error is about {standard_error(top1, n):.1f} points at {n} test images"
 
 
+def temperature_finding(df: pd.DataFrame, n: int) -> Finding:
+    """An optimum inside the grid: the best τ strictly inside against the best at either edge."""
+    claim = "an intermediate NT-Xent temperature works best (Table 5)"
+    if len(df) < 3:
+        return Finding(claim, CANNOT_TELL, "fewer than three temperatures in the grid")
+    at_edge = df["temperature"].isin([df["temperature"].min(), df["temperature"].max()])
+    inside, edge = df[~at_edge].loc[lambda d: d["top1_h"].idxmax()], df[at_edge].loc[lambda d: d["top1_h"].idxmax()]
+    return Finding(claim, gap_verdict(inside["top1_h"], edge["top1_h"], n),
+                   f"best inside the grid τ = {inside['temperature']} ({inside['top1_h']:.1f}%) vs best at an edge "
+                   f"τ = {edge['temperature']} ({edge['top1_h']:.1f}%; {_gap(inside['top1_h'], edge['top1_h'], n)})")
+
+
 def read_temperature(df: pd.DataFrame, n: int) -> str:
     best, worst = df.loc[df["top1_h"].idxmax()], df.loc[df["top1_h"].idxmin()]
     text = (f"Linear top-1 on h is highest at τ = {best['temperature']} ({best['top1_h']:.1f}%) and lowest at "
@@ -114,17 +190,13 @@ def read_temperature(df: pd.DataFrame, n: int) -> str:
              "Appendix B.9, use 0.5)")
     if len(df) < 3:
         return text + paper + "; two temperatures cannot show an optimum in between."
-    if not beyond_noise(best["top1_h"], worst["top1_h"], n):
-        return text + paper + f"; here the spread is within noise ({_noise_note(n, best['top1_h'])}), so this run cannot tell."
-    interior = best["temperature"] not in (df["temperature"].min(), df["temperature"].max())
-    if interior:
-        return text + paper + "; this run agrees: the best τ is inside the grid."
-    ordered = df.sort_values("temperature").reset_index(drop=True)
-    i = int(ordered.index[ordered["temperature"] == best["temperature"]][0])
-    neighbour = ordered.iloc[1 if i == 0 else i - 1]
-    close = "" if beyond_noise(best["top1_h"], neighbour["top1_h"], n) else (
-        f", though within noise of τ = {neighbour['temperature']} ({neighbour['top1_h']:.1f}%)")
-    return text + paper + f"; this run does not show that: the best τ is at the edge of the grid{close}."
+    finding = temperature_finding(df, n)
+    if finding.verdict == CANNOT_TELL:
+        return (text + paper + f"; here the {finding.evidence} are within noise ({_noise_note(n, best['top1_h'])}), "
+                "so this run cannot tell.")
+    if finding.verdict == REPRODUCED:
+        return text + paper + f"; this run agrees: the best τ is inside the grid, beyond noise ({finding.evidence})."
+    return text + paper + f"; this run does not show that: the best τ is at the edge of the grid ({finding.evidence})."
 
 
 def _claim(by: pd.DataFrame, a: str, b: str, n: int) -> str:
@@ -148,13 +220,30 @@ def read_heads(df: pd.DataFrame, n: int) -> str:
     if gaps:
         text += ("h minus g(h): " + ", ".join(f"{h} {g:+.1f} points" for h, g in gaps) + "; the paper finds the layer "
                  "before the head much better (over 10 points): ")
-        if all(g > 0 and beyond_noise(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, g in gaps):
-            text += "this run agrees."
-        elif all(g > 0 for h, g in gaps):
-            text += "this run points the same way, within noise."
+        verdicts = [gap_verdict(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, _ in gaps]
+        if all(v == REPRODUCED for v in verdicts):
+            text += "at the ablation budget this run agrees."
+        elif NOT_REPRODUCED in verdicts:
+            text += "at the ablation budget this run contradicts it (g(h) ahead beyond noise)."
         else:
-            text += "this run does not show it."
+            text += "at the ablation budget this run cannot tell (within noise)."
     return text
+
+
+def head_order_finding(df: pd.DataFrame, n: int) -> Finding | None:
+    """Nonlinear > linear > none on h (Figure 8): reproduced only if every step holds beyond noise."""
+    by = df.set_index("head")
+    chain = [h for h in ("mlp", "linear", "none") if h in by.index]
+    if len(chain) < 2:
+        return None
+    verdicts = [gap_verdict(by.loc[a, "top1_h"], by.loc[b, "top1_h"], n) for a, b in zip(chain, chain[1:])]
+    verdict = (REPRODUCED if all(v == REPRODUCED for v in verdicts) else
+               NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL)
+    names = {"mlp": "a nonlinear projection head", "linear": "a linear head", "none": "no head"}
+    claim = " beats ".join(names[h] for h in chain) + " (Figure 8" + ("" if len(chain) == 3 else ", in part") + ")"
+    return Finding(claim, verdict,
+                   ", ".join(f"{a} vs {b}: {_gap(by.loc[a, 'top1_h'], by.loc[b, 'top1_h'], n)}"
+                             for a, b in zip(chain, chain[1:])))
 
 
 def read_augment(table: pd.DataFrame, n: int) -> str:
@@ -168,29 +257,55 @@ def read_augment(table: pd.DataFrame, n: int) -> str:
         best_pair = max(pairs, key=pairs.get)
         parts.append(f"the best composition {best_pair[0]} then {best_pair[1]} ({pairs[best_pair]:.1f}%)")
     text = "; ".join(parts) + ". "
-    if singles and pairs:
+    finding = augment_finding(table, n)
+    if finding is not None:
         mean_single, mean_pair = np.mean(list(singles.values())), np.mean(list(pairs.values()))
         text += (f"Compositions average {mean_pair:.1f}% against {mean_single:.1f}% for single ops. The paper finds that "
-                 "no single op suffices, that composing ops helps, and that crop then colour stands out (Figure 5): ")
+                 "no single op suffices, that composing ops helps, and that crop then colour stands out (Figure 5). "
+                 f"The best composition against the best single op: {finding.evidence}; ")
         best_pair = max(pairs, key=pairs.get)
         crop_color = {("crop", "color"), ("color", "crop")} & set(pairs)
-        if mean_pair > mean_single and best_pair in crop_color and len(pairs) == 1:
+        if finding.verdict == CANNOT_TELL:
+            text += "within noise, so this run cannot tell whether composition helps."
+        elif finding.verdict == NOT_REPRODUCED:
+            text += "this run does not show composition helping: the best single op is ahead beyond noise."
+        elif best_pair in crop_color and len(pairs) == 1:
             text += "this run agrees that composition helps (crop and colour is the only composition in this grid)."
-        elif mean_pair > mean_single and best_pair in crop_color:
+        elif best_pair in crop_color:
             text += "this run agrees on both."
-        elif mean_pair > mean_single:
+        else:
             text += "this run agrees that composition helps" + (
                 ", but crop and colour is not its best cell." if crop_color else " (crop and colour were not in the grid).")
-        else:
-            text += "this run does not show composition helping."
     return text
 
 
-def read_batch_size(df: pd.DataFrame, n: int) -> str:
+def batch_size_finding(df: pd.DataFrame, n: int) -> Finding:
+    df = df.sort_values("batch_size")
+    first, last = df.iloc[0], df.iloc[-1]
+    return Finding("at a short, fixed number of epochs a larger batch is better (Figure 9)",
+                   gap_verdict(last["top1_h"], first["top1_h"], n),
+                   f"batch {last['batch_size']} {last['top1_h']:.1f}% vs batch {first['batch_size']} {first['top1_h']:.1f}% "
+                   f"({_gap(last['top1_h'], first['top1_h'], n)})")
+
+
+def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
+    """Composing two ops beats the best single op (Figure 5), compared on the best cells."""
+    singles = {op: table.loc[op, op] for op in table.index if not np.isnan(table.loc[op, op])}
+    pairs = {(a, b): table.loc[a, b] for a in table.index for b in table.columns if a != b and not np.isnan(table.loc[a, b])}
+    if not singles or not pairs:
+        return None
+    best_single, best_pair = max(singles, key=singles.get), max(pairs, key=pairs.get)
+    return Finding("composing augmentations beats any single one (Figure 5)",
+                   gap_verdict(pairs[best_pair], singles[best_single], n),
+                   f"best composition {best_pair[0]} then {best_pair[1]} {pairs[best_pair]:.1f}% vs best single op "
+                   f"{best_single} {singles[best_single]:.1f}% ({_gap(pairs[best_pair], singles[best_single], n)})")
+
+
+def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
     df = df.sort_values("batch_size")
     first, last = df.iloc[0], df.iloc[-1]
     best = df.loc[df["top1_h"].idxmax()]
-    text = (f"At a fixed {int(first['epochs'])} epochs, linear top-1 on h goes from {first['top1_h']:.1f}% at batch "
+    text = (f"At a fixed {epochs} epochs, linear top-1 on h goes from {first['top1_h']:.1f}% at batch "
             f"{first['batch_size']} to {last['top1_h']:.1f}% at batch {last['batch_size']} (best {best['top1_h']:.1f}% at "
             f"{best['batch_size']}). The paper finds larger batches better when training is short (Figure 9): ")
     if not beyond_noise(first["top1_h"], last["top1_h"], n):
@@ -207,16 +322,15 @@ def finetune_table(rows: list[dict]) -> pd.DataFrame:
 
 def read_finetune(df: pd.DataFrame, n: int) -> str:
     """Fine-tuned vs from scratch at each label fraction, each gap against the test-set noise."""
-    parts, verdicts = [], []
+    parts = []
     for _, r in df.iterrows():
         gap = r["finetune_top1"] - r["scratch_top1"]
-        verdict = ("within noise" if not beyond_noise(r["finetune_top1"], r["scratch_top1"], n)
-                   else "beyond noise" if gap > 0 else "reversed, beyond noise")
-        verdicts.append(verdict)
+        verdict = {CANNOT_TELL: "within noise", REPRODUCED: "beyond noise",
+                   NOT_REPRODUCED: "reversed, beyond noise"}[gap_verdict(r["finetune_top1"], r["scratch_top1"], n)]
         parts.append(f"with {r['label_fraction'] * 100:g}% of the labels ({r['labelled_images']} images) fine-tuning "
                      f"reaches {r['finetune_top1']:.1f}% against {r['scratch_top1']:.1f}% from scratch ({gap:+.1f} "
                      f"points, {verdict}) and the linear probe {r['linear_top1']:.1f}%")
-    holds = all(v == "beyond noise" for v in verdicts)
+    holds = finetune_finding(df, n).verdict == REPRODUCED
     paper = ("The paper (Table 7) finds fine-tuning a SimCLR network far ahead of supervised training on the same "
              "labels (ImageNet top-1 48.3% vs 25.4% at 1%, 65.6% vs 56.4% at 10%)")
     text = "; ".join(parts)

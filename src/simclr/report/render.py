@@ -23,6 +23,10 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     table: pd.DataFrame | None = None
     figures: list[tuple[str, str]] = field(default_factory=list)  # (file name in figures/, caption)
+    folded: bool = False  # closed by default: <details> in both report.md (GitHub renders it) and index.html
+
+
+FOLD_START, FOLD_END = "<details><summary>", "</details>"
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -37,13 +41,18 @@ def markdown_table(df: pd.DataFrame) -> str:
 def render_markdown(title: str, sections: list[Section]) -> str:
     lines = [f"# {title}", ""]
     for s in sections:
-        lines += [f"## {s.title}", ""]
+        if s.folded:  # the title goes in <summary>; the markers are found again by markdown_to_html
+            lines += [f"{FOLD_START}{html.escape(s.title)}</summary>", ""]
+        else:
+            lines += [f"## {s.title}", ""]
         for p in s.paragraphs:
             lines += [p, ""]
         if s.table is not None:
             lines += [markdown_table(s.table), ""]
         for name, caption in s.figures:
             lines += [f"![{caption}]({FIGURES}/{name})", "", f"*{caption}*", ""]
+        if s.folded:
+            lines += [FOLD_END, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -53,6 +62,7 @@ h1{border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:1.6em;border-b
 table{border-collapse:collapse;margin:1em 0;font-size:.92em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f4f4f4}img{max-width:100%;height:auto;border:1px solid #eee}
 em{color:#555;font-size:.9em}code{background:#f4f4f4;padding:0 .2em}
+summary{font-size:1.2em;font-weight:600;margin-top:1.6em;cursor:pointer}
 """
 
 
@@ -72,6 +82,17 @@ def markdown_to_html(markdown: str, title: str, figures_dir: Path) -> str:
         return default_image(tokens, idx, options, env)
 
     md.add_render_rule("image", inline_image)
+    # Raw HTML stays off (class names and params are text, never markup): the only tags are the
+    # fold markers render_markdown wrote, each on a line of its own, turned into tags here.
+    body, chunk = [], []
+    for line in markdown.splitlines(keepends=True):
+        if line.startswith(FOLD_START) or line.rstrip("\n") == FOLD_END:
+            body.append(md.render("".join(chunk)))
+            chunk = []
+            body.append(line.rstrip("\n") + "\n")  # the summary's title was escaped when written
+        else:
+            chunk.append(line)
+    body.append(md.render("".join(chunk)))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
-            f"{md.render(markdown)}</body></html>\n")
+            f"{''.join(body)}</body></html>\n")
