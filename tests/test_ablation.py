@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from support import ROOT, dvc_paths, make_npz, run, stage_command
+from support import ROOT, dvc_paths, init_dvc_repo, make_npz, run, stage_command
 
 from simclr.ablation import point_params
 from simclr.core.config import ParamsError, augment_pair_ops, validate
@@ -178,3 +178,21 @@ def test_the_headline_findings_use_the_noise_test():
     assert "agrees with" in R.read_head({"top1_h": 60.0, "top1_z": 50.0}, "mlp", 1000)
     assert "contradicts" in R.read_head({"top1_h": 50.0, "top1_z": 60.0}, "mlp", 1000)
     assert R.h_vs_gh_finding(le, "none", 1000) is None
+
+
+@pytest.mark.slow
+def test_the_run_cache_serves_a_point_seen_before(tmp_path):
+    """A point's file is a cached output: DVC run-caches no stage with an uncached plain output."""
+    repo, env = init_dvc_repo(tmp_path)
+
+    def repro_with(epochs):
+        raw = yaml.safe_load((repo / "params.yaml").read_text())
+        raw["ablation"]["epochs"] = epochs
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        return run(["dvc", "repro", "ablate_head@mlp"], repo, env).stdout
+
+    first = repro_with(1)
+    point = (repo / "metrics/ablation/head/mlp.json").read_bytes()
+    assert "Running stage 'ablate_head@mlp'" in repro_with(2)
+    assert "Stage 'ablate_head@mlp' is cached - skipping run" in repro_with(1) and "Running stage 'ablate_head@mlp'" in first
+    assert (repo / "metrics/ablation/head/mlp.json").read_bytes() == point
