@@ -80,6 +80,18 @@ def tiny_params(repo: Path, **top) -> dict:
     return raw
 
 
+def prepared_project(path: Path, **pretrain) -> Path:
+    """A copy of the project with tiny params (`pretrain` keys changed), its data prepared: ready
+    for the pretrain stage's command."""
+    repo = copy_project(path)
+    make_npz(repo / "data/tiny.npz", n_train=128, n_test=40)
+    raw = tiny_params(repo)
+    raw["pretrain"].update(**pretrain)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+    run(stage_command("prepare"), repo)
+    return repo
+
+
 def init_dvc_repo(tmp_path: Path, **top) -> tuple[Path, dict]:
     """A git+DVC repo holding the project with tiny params, committed; returns (repo, env)."""
 

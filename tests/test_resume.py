@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 import yaml
-from support import ROOT, copy_project, make_npz, run, stage_command, tiny_params
+from support import ROOT, prepared_project, run, stage_command
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -21,13 +21,7 @@ RESUMING = "resuming from .simclr/checkpoints/"
 
 
 def project(path, **pretrain):
-    repo = copy_project(path)
-    make_npz(repo / "data/tiny.npz", n_train=128, n_test=40)
-    raw = tiny_params(repo)
-    raw["pretrain"].update(epochs=EPOCHS, **pretrain)
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(stage_command("prepare"), repo)
-    return repo
+    return prepared_project(path, epochs=EPOCHS, **pretrain)
 
 
 def set_params(repo, update):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from support import ROOT, copy_project, init_dvc_repo, make_npz, run, stage_command, tiny_params
+from support import ROOT, copy_project, init_dvc_repo, make_npz, prepared_project, run, stage_command, tiny_params
 
 from simclr.core.tracking import flat_config
 
@@ -15,13 +15,7 @@ FAULTS = {"PYTHONPATH": str(ROOT / "tests/faults")}
 
 
 def project(path, **pretrain):
-    repo = copy_project(path)
-    make_npz(repo / "data/tiny.npz", n_train=128, n_test=40)
-    raw = tiny_params(repo)
-    raw["pretrain"].update(epochs=3, **pretrain)
-    (repo / "params.yaml").write_text(yaml.safe_dump(raw))
-    run(stage_command("prepare"), repo)
-    return repo
+    return prepared_project(path, epochs=3, **pretrain)
 
 
 def dvclive_rows(repo, metric):

@@ -313,14 +313,16 @@ def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, r
 
 def write_outputs(accelerator, run: CheckpointRun | None, state: TrainingState, net: nn.Module, paths: PretrainPaths,
                   batch_size: int, pretrain_count: int) -> dict:
+    metrics = run_metrics(state, batch_size, pretrain_count)
     if accelerator.is_main_process:
         save_encoder(net, paths.encoder)
+        # end_of_epoch wrote these already, unless a resumed run's checkpoint held every epoch
         write_text_atomic(paths.history, history_csv(state.history))
-        write_text_atomic(paths.metrics, metrics_json(run_metrics(state, batch_size, pretrain_count)))
+        write_text_atomic(paths.metrics, metrics_json(metrics))
         if run:
             run.finish()  # DVC's cache holds the result now; `dvc repro -f` trains from epoch 1
     accelerator.wait_for_everyone()
-    return run_metrics(state, batch_size, pretrain_count)
+    return metrics
 
 
 def run_metrics(state: TrainingState, batch_size: int, pretrain_count: int) -> dict:

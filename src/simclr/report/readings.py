@@ -34,8 +34,15 @@ def gap_verdict(a: float, b: float, n: int) -> str:
     return REPRODUCED if a > b else NOT_REPRODUCED
 
 
+def combined_verdict(verdicts: list[str]) -> str:
+    """Several gaps of one finding: reproduced only if every one is; any reversed beyond noise, not."""
+    if all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL
+
+
 def _gap(a: float, b: float, n: int) -> str:
-    return f"{a - b:+.1f} points; 2 SE of the difference {2 * float(np.hypot(standard_error(a, n), standard_error(b, n))):.1f}"
+    return f"{a - b:+.1f} points; 2 SE of the difference {two_standard_errors(a, b, n):.1f}"
 
 
 def read_gain(le: dict, n: int) -> str:
@@ -69,9 +76,7 @@ def read_head(le: dict, head: str, n: int) -> str:
 
 
 def finetune_finding(df: pd.DataFrame, n: int) -> Finding:
-    verdicts = [gap_verdict(r["finetune_top1"], r["scratch_top1"], n) for _, r in df.iterrows()]
-    verdict = (REPRODUCED if all(v == REPRODUCED for v in verdicts) else
-               NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL)
+    verdict = combined_verdict([gap_verdict(r["finetune_top1"], r["scratch_top1"], n) for _, r in df.iterrows()])
     return Finding("with few labels, fine-tuning the pretrained network beats training it from scratch (Table 7)",
                    verdict, "; ".join(f"{r['label_fraction'] * 100:g}% of labels: {r['finetune_top1']:.1f}% vs "
                                       f"{r['scratch_top1']:.1f}% ({_gap(r['finetune_top1'], r['scratch_top1'], n)})"
@@ -123,9 +128,14 @@ def standard_error(top1: float, n: int) -> float:
     return 100.0 * float(np.sqrt(p * (1 - p) / max(n, 1)))
 
 
+def two_standard_errors(a: float, b: float, n: int) -> float:
+    """Twice the standard error of the difference of two top-1 values on the same n test images."""
+    return 2 * float(np.hypot(standard_error(a, n), standard_error(b, n)))
+
+
 def beyond_noise(a: float, b: float, n: int) -> bool:
     """Whether two top-1 values on the same n test images differ by more than 2 standard errors."""
-    return abs(a - b) > 2 * float(np.hypot(standard_error(a, n), standard_error(b, n)))
+    return abs(a - b) > two_standard_errors(a, b, n)
 
 
 def with_base(params: Params, kind: str, rows: list[dict], results: dict[str, list[dict]]) -> list[dict]:
@@ -220,13 +230,10 @@ def read_heads(df: pd.DataFrame, n: int) -> str:
     if gaps:
         text += ("h minus g(h): " + ", ".join(f"{h} {g:+.1f} points" for h, g in gaps) + "; the paper finds the layer "
                  "before the head much better (over 10 points): ")
-        verdicts = [gap_verdict(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, _ in gaps]
-        if all(v == REPRODUCED for v in verdicts):
-            text += "at the ablation budget this run agrees."
-        elif NOT_REPRODUCED in verdicts:
-            text += "at the ablation budget this run contradicts it (g(h) ahead beyond noise)."
-        else:
-            text += "at the ablation budget this run cannot tell (within noise)."
+        verdict = combined_verdict([gap_verdict(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, _ in gaps])
+        text += {REPRODUCED: "at the ablation budget this run agrees.",
+                 NOT_REPRODUCED: "at the ablation budget this run contradicts it (g(h) ahead beyond noise).",
+                 CANNOT_TELL: "at the ablation budget this run cannot tell (within noise)."}[verdict]
     return text
 
 
@@ -236,9 +243,7 @@ def head_order_finding(df: pd.DataFrame, n: int) -> Finding | None:
     chain = [h for h in ("mlp", "linear", "none") if h in by.index]
     if len(chain) < 2:
         return None
-    verdicts = [gap_verdict(by.loc[a, "top1_h"], by.loc[b, "top1_h"], n) for a, b in zip(chain, chain[1:])]
-    verdict = (REPRODUCED if all(v == REPRODUCED for v in verdicts) else
-               NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL)
+    verdict = combined_verdict([gap_verdict(by.loc[a, "top1_h"], by.loc[b, "top1_h"], n) for a, b in zip(chain, chain[1:])])
     names = {"mlp": "a nonlinear projection head", "linear": "a linear head", "none": "no head"}
     claim = " beats ".join(names[h] for h in chain) + " (Figure 8" + ("" if len(chain) == 3 else ", in part") + ")"
     return Finding(claim, verdict,
@@ -246,9 +251,15 @@ def head_order_finding(df: pd.DataFrame, n: int) -> Finding | None:
                              for a, b in zip(chain, chain[1:])))
 
 
-def read_augment(table: pd.DataFrame, n: int) -> str:
+def augment_cells(table: pd.DataFrame) -> tuple[dict, dict]:
+    """The measured cells of the augment matrix: single ops {op: top1}, compositions {(op1, op2): top1}."""
     singles = {op: table.loc[op, op] for op in table.index if not np.isnan(table.loc[op, op])}
     pairs = {(a, b): table.loc[a, b] for a in table.index for b in table.columns if a != b and not np.isnan(table.loc[a, b])}
+    return singles, pairs
+
+
+def read_augment(table: pd.DataFrame, n: int) -> str:
+    singles, pairs = augment_cells(table)
     parts = []
     if singles:
         best_single = max(singles, key=singles.get)
@@ -290,8 +301,7 @@ def batch_size_finding(df: pd.DataFrame, n: int) -> Finding:
 
 def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
     """Composing two ops beats the best single op (Figure 5), compared on the best cells."""
-    singles = {op: table.loc[op, op] for op in table.index if not np.isnan(table.loc[op, op])}
-    pairs = {(a, b): table.loc[a, b] for a in table.index for b in table.columns if a != b and not np.isnan(table.loc[a, b])}
+    singles, pairs = augment_cells(table)
     if not singles or not pairs:
         return None
     best_single, best_pair = max(singles, key=singles.get), max(pairs, key=pairs.get)
@@ -308,9 +318,10 @@ def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
     text = (f"At a fixed {epochs} epochs, linear top-1 on h goes from {first['top1_h']:.1f}% at batch "
             f"{first['batch_size']} to {last['top1_h']:.1f}% at batch {last['batch_size']} (best {best['top1_h']:.1f}% at "
             f"{best['batch_size']}). The paper finds larger batches better when training is short (Figure 9): ")
-    if not beyond_noise(first["top1_h"], last["top1_h"], n):
+    verdict = batch_size_finding(df, n).verdict
+    if verdict == CANNOT_TELL:
         return text + f"here the difference is within noise ({_noise_note(n, last['top1_h'])})."
-    return text + ("this run agrees." if last["top1_h"] > first["top1_h"] else
+    return text + ("this run agrees." if verdict == REPRODUCED else
                    "this run does not; with few images a large batch also means few steps.")
 
 
