@@ -29,7 +29,7 @@ def timed_repro(repo: Path, env: dict) -> tuple[float, dict, dict, str]:
     start = time.perf_counter()
     subprocess.run(["dvc", "repro", "-f"], cwd=repo, env=env, check=True)
     wall = time.perf_counter() - start
-    points = [json.loads(p.read_text()) for p in sorted((repo / "metrics/ablation").glob("*/*.json"))
+    points = [json.loads(p.read_text()) for p in sorted((repo / "metrics/ablation").glob("*/*/*.json"))
               if p.stat().st_mtime >= time.time() - wall]  # the points this repro wrote
     ablation = f"{len(points)} points, {sum(p['wall_seconds'] for p in points):.0f}"
     return (wall, json.loads((repo / "metrics/linear_eval.json").read_text()),

@@ -1,5 +1,6 @@
-"""DVC stages `ablate_<grid>@<value>`: one ablation grid point (a short pretrain of
-`ablation.base` with one knob changed, then the probes) -> its metrics file. See simclr.ablation."""
+"""DVC stages `ablate_<grid>@<value>-<epochs>-<seed>`: one ablation grid point (a short pretrain of
+`ablation.base` with one knob changed, at one budget and seed, then the probes) -> its metrics
+file. See simclr.ablation."""
 
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from simclr.core.grids import parse_point
 def main(
     kind: str = typer.Argument(..., help="grid: temperature | head | batch_size | augment"),
     value: str = typer.Argument(..., help="the point's value, e.g. 0.5, mlp, 256, crop+color"),
+    epochs: int = typer.Option(..., help="pretraining epochs (one of ablation.epochs)"),
+    seed: int = typer.Option(..., help="the point's seed (one of ablation.seeds)"),
     prepared: Path = PREPARED,
     out: Path = typer.Option(..., help="metrics JSON to write"),
     params: Path = PARAMS,
 ):
-    run_point(load_params(params), parse_point(kind, value), prepared, out)
+    run_point(load_params(params), parse_point(kind, value, epochs, seed), prepared, out)
 
 
 if __name__ == "__main__":

@@ -71,10 +71,10 @@ def tiny_params(repo: Path, **top) -> dict:
     raw["data"].update(source="npz", root="data/tiny.npz")
     raw["model"].update(width=8, head_hidden_dim=32, head_out_dim=16)
     raw["pretrain"].update(epochs=2, warmup_epochs=1, knn_every=1, knn_k=20)
-    raw["linear_eval"].update(epochs=5, knn_k=20)
+    raw["linear_eval"].update(epochs=5, knn_k=20, search={"epochs": [3, 5], "lr": [0.001], "weight_decay": [1.0e-5]})
     raw["finetune"].update(label_fractions=[0.25], steps=4, batch_size=16)
     raw["report"].update(view_pairs=4)
-    raw["ablation"].update(epochs=1, warmup_epochs=0, train_images=0, linear_eval_epochs=2,
+    raw["ablation"].update(epochs=[1], seeds=[0], warmup_epochs=0, train_images=0, linear_eval_epochs=2,
                            base={**raw["ablation"]["base"], "batch_size": 32},
                            temperatures=[0.5], heads=["none", "mlp"], batch_sizes=[64], augment_pairs=["crop+color"])
     return raw
@@ -115,15 +115,16 @@ def dvc_paths() -> dict[str, str]:
     return {name: path.relative_to(ROOT).as_posix() for name, path in read(ROOT).items()}
 
 
-def stage_command(name: str, item: str = "", scripts: Path | None = None, **overrides) -> list[str]:
-    """The command dvc.yaml runs for stage `name` (a matrix stage: `item` is its value), with its
+def stage_command(name: str, item: str | dict = "", scripts: Path | None = None, **overrides) -> list[str]:
+    """The command dvc.yaml runs for stage `name` (a matrix stage: `item` is its value, or a mapping of
+    the matrix's keys to values), with its
     `${paths.X}` filled in; `overrides` replace paths (``encoder="/tmp/e.pt"``), `scripts` is the
     project whose stages/ runs (default: relative, the copy the command runs in)."""
     import re
 
     cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"]
     paths = {**dvc_paths(), **{k: str(v) for k, v in overrides.items()}}
-    cmd = re.sub(r"\$\{item\.\w+\}", item, cmd)
+    cmd = re.sub(r"\$\{item\.(\w+)\}", lambda m: str(item[m.group(1)] if isinstance(item, dict) else item), cmd)
     cmd = re.sub(r"\$\{paths\.(\w+)\}", lambda m: paths[m.group(1)], cmd)
     words = shlex.split(cmd)
     return [str(scripts / w) if scripts and w.startswith("stages/") else w for w in words]

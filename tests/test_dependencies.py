@@ -12,11 +12,12 @@ import pytest
 import yaml
 from support import ROOT, dvc_paths
 
-from simclr.ablation import point_param_keys, point_params
+from simclr.ablation import point_param_keys, point_params, point_probe
 from simclr.core.config import Params, Section, load_params, training_param_keys
 from simclr.core.grids import Point
 from simclr.core.sources import project_imports
 from simclr.finetune import finetune_param_keys
+from simclr.linear_eval import linear_eval_param_keys
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -83,6 +84,10 @@ def test_every_finetune_point_depends_on_exactly_the_params_it_reads():
     assert STAGES["finetune"]["params"] == finetune_param_keys()
 
 
+def test_linear_eval_depends_on_exactly_the_params_it_reads():
+    assert STAGES["linear_eval"]["params"] == linear_eval_param_keys()
+
+
 def test_every_ablation_point_depends_on_exactly_the_params_it_reads():
     for grid in ("temperature", "head", "batch_size", "augment"):
         assert STAGES[f"ablate_{grid}"]["params"] == point_param_keys(), grid
@@ -111,6 +116,8 @@ def perturbed(params: Params, key: str) -> Params:
         "pretrain.warmup_epochs": 1, "ablation.warmup_epochs": 0, "pretrain.dist_timeout_seconds": 300,
         "ablation.train_images": 4096, "pretrain.train_images": 1000, "model.head_layers": 3,
         "finetune.label_fractions": [0.5], "finetune.momentum": 0.5, "pretrain.log_with": "tensorboard",
+        "ablation.epochs": [2, 4], "ablation.seeds": [5], "linear_eval.val_fraction": 0.25,
+        "linear_eval.search.epochs": [7], "linear_eval.search.lr": [0.5], "linear_eval.search.weight_decay": [0.1],
     }
     if key in candidates:
         new = candidates[key]
@@ -141,9 +148,11 @@ def test_a_key_an_ablation_point_does_not_declare_changes_nothing_it_runs():
 
     def effective(p: Params, point: Point):
         pp = point_params(p, point)
-        return pp.training_config(), pp.linear_eval
+        return pp.training_config(), point_probe(pp)
 
-    for point in (Point("temperature", 0.5), Point("head", "none"), Point("batch_size", 64), Point("augment", "crop")):
+    points = (Point("temperature", 0.5, 3, 0), Point("head", "none", 3, 1), Point("batch_size", 64, 3, 0),
+              Point("augment", "crop", 3, 0))
+    for point in points:
         for key in leaves(params):
             if not covered(key, point_param_keys()):
                 assert effective(perturbed(params, key), point) == effective(params, point), (point, key)

@@ -8,14 +8,15 @@ from support import init_dvc_repo, run
 
 pytestmark = pytest.mark.slow
 
-ABLATION = ["ablate_augment@crop+color", "ablate_batch_size@64", "ablate_head@mlp", "ablate_head@none",
-            "ablate_temperature@0.5"]
+# tiny params: one budget (1 epoch) and one seed (0): DVC names a point <value>-<epochs>-<seed>
+ABLATION = ["ablate_augment@crop+color-1-0", "ablate_batch_size@64-1-0", "ablate_head@mlp-1-0", "ablate_head@none-1-0",
+            "ablate_temperature@0.5-1-0"]
 OUTPUTS = ["data/prepared/manifest.json", "models/encoder.pt", "metrics/pretrain.json", "metrics/pretrain_history.csv",
            "metrics/linear_eval.json", "metrics/confusion.csv", "reports/report.md", "reports/index.html",
            "reports/figures/curves.png", "reports/figures/metrics.png", "reports/figures/confusion.png",
            "reports/figures/view_pairs.png", "reports/figures/ablation_temperature.png",
            "reports/figures/ablation_head.png", "reports/figures/ablation_augment.png",
-           "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp.json", "metrics/finetune/0.25.json",
+           "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp/1ep-seed0.json", "metrics/finetune/0.25.json",
            "reports/figures/finetune.png"]
 
 
@@ -84,10 +85,20 @@ def test_repro_then_experiment_then_metrics_diff(tmp_path):
     raw["ablation"]["heads"] = ["linear", "mlp"]
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     grid = run(["dvc", "repro"], repo, env)
-    assert ran_stages(grid.stdout) == ["ablate_head@linear", "check_params", "report"]
+    assert ran_stages(grid.stdout) == ["ablate_head@linear-1-0", "check_params", "report"]
     assert "Probing h: " in (repo / "reports/report.md").read_text()
+
+    # One more seed: every point runs once more, with it; nothing else reruns. The tables show intervals.
+    raw["ablation"]["seeds"] = [0, 1]
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    seeded = run(["dvc", "repro"], repo, env)
+    assert ran_stages(seeded.stdout) == sorted(["ablate_augment@crop+color-1-1", "ablate_batch_size@64-1-1",
+                                                "ablate_head@linear-1-1", "ablate_head@mlp-1-1",
+                                                "ablate_temperature@0.5-1-1", "check_params", "report"])
+    report = (repo / "reports/report.md").read_text()
+    assert "| mlp | 1 | 2 | " in report and " ± " in report and "over 2 seeds" in report
     run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-qm", "heads grid"], repo, env)
+    run(["git", "commit", "-qm", "heads grid, two seeds"], repo, env)
 
     # The main knobs do not touch the ablation points (they vary ablation.base).
     exp = run(["dvc", "exp", "run", "-S", "temperature=0.5"], repo, env)

@@ -11,7 +11,7 @@ from support import ROOT, make_npz, run, stage_command
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIGURES = ["metrics.png", "curves.png", "confusion.png", "view_pairs.png", "finetune.png", "ablation_temperature.png",
-           "ablation_head.png", "ablation_augment.png", "ablation_batch_size.png"]
+           "ablation_head.png", "ablation_augment.png", "ablation_batch_size.png", "ablation_budgets.png"]
 
 
 def write_stage_outputs(root: Path) -> None:
@@ -23,7 +23,9 @@ def write_stage_outputs(root: Path) -> None:
     (m / "pretrain_history.csv").write_text("epoch,step,loss,lr,knn_top1,images_per_second\n"
                                             "1,3,4.9,0.5,,900\n2,6,4.5,1.0,28.0,900\n3,9,4.1,0.2,31.0,900\n")
     (m / "linear_eval.json").write_text(json.dumps({"top1_h": 40.0, "top1_z": 35.0, "knn_top1": 31.0,
-                                                    "random_init_top1": 30.0, "random_init_knn_top1": 22.0}))
+                                                    "random_init_top1": 30.0, "random_init_knn_top1": 22.0,
+                                                    "val_top1_h": 42.0, "val_images": 9, "probe_epochs": 50,
+                                                    "probe_lr": 0.01, "probe_weight_decay": 0.0}))
     classes = ["airplane", "automobile", "bird"]
     rows = ["actual,predicted"] + [f"{classes[i % 3]},{classes[(i * 7) % 3]}" for i in range(30)]
     (m / "confusion.csv").write_text("\n".join(rows) + "\n")
@@ -36,12 +38,17 @@ def write_stage_outputs(root: Path) -> None:
             {"label_fraction": float(fraction), "labelled_images": round(96 * float(fraction)) or 3,
              "finetune_top1": tuned, "scratch_top1": scratch, "linear_top1": linear,
              "gain_over_scratch": tuned - scratch, "test_images": 1000, "steps": 300, "wall_seconds": 9.0}))
+    # two seeds (0.5 points below and above the value) at budget 3; the head and temperature grids
+    # also at 30 epochs, 10 points higher
     for kind, values in points.items():
-        (m / "ablation" / kind).mkdir()
         for value, top1 in values.items():
-            (m / "ablation" / kind / f"{value}.json").write_text(json.dumps(
-                {"top1_h": top1, "top1_z": top1 - 4, "knn_top1": top1 - 6, "loss": 4.3, "train_images": 96,
-                 "wall_seconds": 5.0}))
+            for epochs in (3, 30) if kind in ("head", "temperature") else (3,):
+                for seed, shift in ((0, -0.5), (1, 0.5)):
+                    t = top1 + shift + (10 if epochs == 30 else 0)
+                    path = m / "ablation" / kind / value / f"{epochs}ep-seed{seed}.json"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(json.dumps({"top1_h": t, "top1_z": t - 4, "knn_top1": t - 6, "loss": 4.3,
+                                                "train_images": 96, "wall_seconds": 5.0}))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def report_dir(tmp_path_factory):
     raw["data"].update(source="npz", root=str(make_npz(root / "tiny.npz", n_train=96, n_test=30, classes=3,
                                                          y_train=[i % 3 for i in range(96)],
                                                          y_test=[i % 3 for i in range(30)])))
-    raw["ablation"].update(temperatures=[0.1, 0.5, 1.0], heads=["none", "linear", "mlp"], batch_sizes=[32, 512],
+    raw["ablation"].update(epochs=[3, 30], seeds=[0, 1], temperatures=[0.1, 0.5, 1.0], heads=["none", "linear", "mlp"], batch_sizes=[32, 512],
                            augment_pairs=["crop", "color", "crop+color", "color+crop"])
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     run(stage_command("prepare", scripts=ROOT), root)
@@ -87,24 +94,28 @@ def test_each_ablation_grid_is_written_as_plot_data(report_dir):
     grids = {p.stem: pd.read_csv(p, dtype={"point": str}) for p in (report_dir / "grids").iterdir()}
     assert sorted(grids) == ["augment", "batch_size", "head", "temperature"]
     # the base point (tau 0.2) is the heads grid's mlp run, as in the report's table
-    assert list(grids["temperature"]["point"]) == ["0.1", "0.2", "0.5", "1.0"]
-    assert list(grids["temperature"]["top1"]) == [38.0, 40.0, 41.0, 36.0]
-    assert list(grids["head"]["point"]) == ["none h", "none g(h)", "linear h", "linear g(h)", "mlp h", "mlp g(h)"]
-    assert list(grids["head"]["top1"]) == [33.0, 29.0, 37.0, 33.0, 40.0, 36.0]
+    # one bar per point and budget, the mean over the two seeds
+    taus = ["0.1", "0.2", "0.5", "1.0"]
+    assert list(grids["temperature"]["point"]) == [f"{t} @{e}ep" for e in (3, 30) for t in taus]
+    assert list(grids["temperature"]["top1"]) == [38.0, 40.0, 41.0, 36.0, 48.0, 50.0, 51.0, 46.0]
+    assert list(grids["head"]["point"]) == [f"{h} {r} @{e}ep" for e in (3, 30) for h in ("none", "linear", "mlp")
+                                            for r in ("h", "g(h)")]
+    assert list(grids["head"]["top1"]) == [33.0, 29.0, 37.0, 33.0, 40.0, 36.0, 43.0, 39.0, 47.0, 43.0, 50.0, 46.0]
+    assert list(grids["batch_size"]["point"]) == ["32", "128", "512"]  # one budget: no budget in the name
     html = (report_dir / "index.html").read_text()
     assert html.count('src="data:image/png;base64,') == len(FIGURES)
 
 
 def test_a_missing_ablation_point_is_one_clear_error(report_dir):
     root = report_dir.parent
-    moved = root / "metrics/ablation/head/linear.json"
+    moved = root / "metrics/ablation/head/linear/30ep-seed1.json"
     keep = moved.read_bytes()
     moved.unlink()
     try:
         before = (report_dir / "index.html").read_bytes()
         bad = run(stage_command("report", scripts=ROOT), root, check=False)
         assert bad.returncode == 2
-        assert bad.stderr.strip() == ("error: metrics/ablation/head/linear.json does not exist; "
+        assert bad.stderr.strip() == ("error: metrics/ablation/head/linear/30ep-seed1.json does not exist; "
                                       "run the ablation stages before the report (dvc repro)")
         assert (report_dir / "index.html").read_bytes() == before
     finally:

@@ -194,7 +194,7 @@ def test_resume_with_torch_compile(tmp_path):
     ("data/prepared/train_x.npy", stage_command("linear_eval"),
      ("error: data/prepared/train_x.npy does not match its checksum in data/prepared/manifest.json; "
       "rerun the prepare stage (dvc repro prepare)")),
-    ("data/prepared/train_x.npy", stage_command("ablate_head", "mlp"),  # reads without checksums first
+    ("data/prepared/train_x.npy", stage_command("ablate_head", {"h": "mlp", "epochs": 1, "seed": 0}),  # reads without checksums first
      "error: data/prepared/train_x.npy is not a readable .npy file (ValueError); rerun the prepare stage"),
     ("data/prepared/manifest.json", stage_command("pretrain"),
      "error: data/prepared/manifest.json is malformed (UnicodeDecodeError); rerun the prepare stage"),

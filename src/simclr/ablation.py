@@ -14,12 +14,15 @@ each varying one knob of ``ablation.base`` and nothing else:
                     paper first crops both branches because ImageNet images differ in size;
                     CIFAR images share one size, so that shared crop is left out here.
 
-Every point trains ``ablation.epochs`` epochs on a fixed seeded subset of
+Every point trains its budget (one of ``ablation.epochs``) on a fixed seeded subset of
 ``ablation.train_images`` of the images ``data.pretrain_on`` names (the short per-point budget that keeps a grid
 affordable), with the model and optimiser of ``model`` / ``pretrain``, then probes the frozen
-encoder on the whole train split and scores the whole test split. dvc.yaml runs one stage per
-point (``ablate_<grid>@<value>``, see :mod:`simclr.core.grids`), so DVC caches every point and
-reruns only the points whose value or shared settings changed. A point is a configuration like any
+encoder on the whole train split and scores the whole test split with the fixed probe settings
+(``linear_eval.lr`` / ``weight_decay``; no choice is made, so no validation split is needed). Its
+seed (one of ``ablation.seeds``) seeds everything the point draws: the subset, the init, the order
+and the augmentations, so the same seed at two points is a paired comparison. dvc.yaml runs one
+stage per point (``ablate_<grid>@<value>-<epochs>-<seed>``, see :mod:`simclr.core.grids`), so DVC
+caches every point and reruns only the points whose value or shared settings changed. A point is a configuration like any
 other (:func:`point_params`): :func:`simclr.pretrain.pretrain` runs it with no special argument. A
 point keeps no checkpoint (``pretrain.checkpoint_dir: ""``): it is short, and two queued
 experiments that share a point may run it at the same time.
@@ -31,11 +34,12 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from simclr.core.atomic import write_text_atomic
-from simclr.core.config import LinearEvalParams, Params, augment_pair_ops, describe_ops, training_param_keys
+from simclr.core.config import Params, augment_pair_ops, describe_ops, training_param_keys
 from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
@@ -45,17 +49,27 @@ from simclr.pretrain import PretrainPaths, pretrain
 
 
 def point_params(params: Params, point: Point) -> Params:
-    """The full configuration of a point: ablation.base with the point's knob, the short budget."""
+    """The full configuration of a point: ablation.base with the point's knob, its budget and seed."""
     ab, base = params.ablation, params.ablation.base
     knobs = {"temperature": base.temperature, "batch_size": base.batch_size, "head": base.head,
              "augment": base.augment}
     knobs[point.kind] = augment_pair_ops(point.value) if point.kind == "augment" else point.value
     return params.replace(**knobs, **{
-        "pretrain.epochs": ab.epochs, "pretrain.warmup_epochs": ab.warmup_epochs, "pretrain.knn_every": 0,
+        "seed": point.seed, "pretrain.epochs": point.epochs, "pretrain.warmup_epochs": ab.warmup_epochs,
+        "pretrain.knn_every": 0,
         "pretrain.num_processes": 1, "pretrain.train_images": ab.train_images, "pretrain.checkpoint_dir": "",
         "pretrain.log_with": "none",
         "pretrain.augment_views": "one" if point.kind == "augment" else "both",
         "linear_eval.epochs": ab.linear_eval_epochs})
+
+
+# What a point's probes read of linear_eval: the fixed probe (no choice is made at a point, so
+# neither val_fraction nor search). run_point reads linear_eval through point_probe only.
+POINT_PROBE = ("epochs", "lr", "batch_size", "weight_decay", "knn_k", "knn_temperature")
+
+
+def point_probe(p: Params) -> SimpleNamespace:
+    return SimpleNamespace(**{k: getattr(p.linear_eval, k) for k in POINT_PROBE})
 
 
 # The keys of pretrain / linear_eval that point_params sets itself: not a point's dependencies.
@@ -67,8 +81,9 @@ def point_param_keys() -> list[str]:
     """The params.yaml keys a point depends on: the ablation stages' params in dvc.yaml."""
     trains = [k.removeprefix("pretrain.") for k in training_param_keys() if k.startswith("pretrain.")]
     pretrain_keys = [f"pretrain.{k}" for k in trains if k not in POINT_OVERRIDES["pretrain"]]
-    linear_eval = [f"linear_eval.{k}" for k in LinearEvalParams.model_fields if k not in POINT_OVERRIDES["linear_eval"]]
-    return ["seed", "model", "data.image_size", "data.pretrain_on", "ablation.epochs", "ablation.warmup_epochs",
+    linear_eval = [f"linear_eval.{k}" for k in POINT_PROBE if k not in POINT_OVERRIDES["linear_eval"]]
+    # not `seed` nor ablation.epochs / seeds: a point's own budget and seed are in its command
+    return ["model", "data.image_size", "data.pretrain_on", "ablation.warmup_epochs",
             "ablation.train_images", "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
 
 
@@ -78,10 +93,10 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
     data = load_prepared(prepared, verify=False)  # pretrain() below checks the checksums before training
     n_train = len(pretrain_images(data, p.data.pretrain_on).subset(p.pretrain.train_images, p.seed))
     if p.batch_size > n_train:
-        raise SimCLRError(f"ablation point {point.kind}={point.key}: batch_size {p.batch_size} is larger than the "
+        raise SimCLRError(f"ablation point {point.stage}: batch_size {p.batch_size} is larger than the "
                           f"{n_train} images it pretrains on (ablation.train_images, data.pretrain_on)")
     one_branch = p.pretrain.augment_views == "one"
-    log(f"ablation point {point.kind} = {point.key}: temperature {p.temperature}, batch {p.batch_size}, "
+    log(f"ablation point {point.kind} = {point.key}, seed {point.seed}: temperature {p.temperature}, batch {p.batch_size}, "
         f"head {p.head}, augment {describe_ops(p.augment)}{' on one branch' if one_branch else ''}, "
         f"{p.pretrain.epochs} epochs on {n_train} images")
     start = time.perf_counter()
@@ -94,14 +109,14 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
     model = model.to(device)
     h_train, z_train = extract_features(model, data.train.x, device)
     h_test, z_test = extract_features(model, data.test.x, device)
-    le = p.linear_eval
+    le = point_probe(p)
 
     def probe(train, test):
         top1, _ = linear_probe(train, data.train.y, test, data.test.y, data.num_classes, le.epochs, le.lr,
                                le.batch_size, le.weight_decay, seed=p.seed)
         return round(top1, 2)
 
-    metrics = {  # numbers only: the grid and value are the file's path (simclr.core.grids.point_file)
+    metrics = {  # numbers only: the grid, value, budget and seed are the file's path (simclr.core.grids.point_file)
         "top1_h": probe(h_train, h_test),
         "top1_z": probe(z_train, z_test),
         "knn_top1": round(knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, le.knn_k,

@@ -31,7 +31,7 @@ from torch import nn
 from simclr.core.atomic import write_text_atomic
 from simclr.core.augment import AugmentPolicy, to_float
 from simclr.core.config import FinetuneParams, LinearEvalParams, Params, parse_augment
-from simclr.core.data import ImageRows, load_prepared
+from simclr.core.data import ImageRows, class_balanced_rows, load_prepared
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
@@ -61,13 +61,7 @@ def parse_fraction(raw: str) -> float:
 
 def labelled_subset(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
     """Sorted rows of a class-balanced subset: ``max(1, round(fraction * n_c))`` of each class's n_c images."""
-    rows = []
-    for c in range(num_classes):
-        members = np.flatnonzero(y == c)
-        if len(members):
-            order = np.random.default_rng([seed, c]).permutation(members)
-            rows.append(order[: max(1, round(fraction * len(members)))])
-    return np.sort(np.concatenate(rows))
+    return class_balanced_rows(y, fraction, num_classes, seed)
 
 
 class Classifier(nn.Module):

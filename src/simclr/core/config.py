@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from simclr.core.validation import (
+    Axis,
     Bool,
     Described,
     Float,
@@ -270,13 +271,30 @@ PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_
                          "log_with")
 
 
+Epochs = Annotated[Int, at.Ge(1)]
+Seed = Annotated[Int, at.Ge(0), at.Le(2**31 - 1)]
+WeightDecay = Annotated[Float, at.Ge(0.0)]
+
+
+class ProbeSearch(Section):
+    """The linear probe settings the linear_eval stage tries, every combination, on the validation split."""
+
+    epochs: Axis(Epochs)
+    lr: Axis(Positive)
+    weight_decay: Axis(WeightDecay)
+
+
 class LinearEvalParams(Section):
-    epochs: Annotated[Int, at.Ge(1)]
+    # The fixed probe, where no choice is made: the ablation points (lr, batch, weight decay) and
+    # finetune's linear baseline. The linear_eval stage chooses from `search` on the validation split.
+    epochs: Epochs
     lr: Positive
     batch_size: Annotated[Int, at.Ge(1)]
-    weight_decay: Annotated[Float, at.Ge(0.0)]
+    weight_decay: WeightDecay
     knn_k: Annotated[Int, at.Ge(1)]
     knn_temperature: Positive
+    val_fraction: Annotated[Float, at.Gt(0.0), at.Le(0.5)]  # of each class of the labelled train split
+    search: ProbeSearch
 
 
 class FinetuneParams(Section):
@@ -306,7 +324,10 @@ class AblationBase(Section):
 
 
 class AblationParams(Section):
-    epochs: Annotated[Int, at.Ge(1)]
+    # The budget axis: the head and temperature grids run at every budget, the batch-size and
+    # augmentation grids at the first one. Every point runs once per seed (paired across points).
+    epochs: Axis(Epochs)
+    seeds: Axis(Seed)
     warmup_epochs: Annotated[Int, at.Ge(0)]
     train_images: Annotated[Int, at.Ge(0)]
     linear_eval_epochs: Annotated[Int, at.Ge(1)]
@@ -318,8 +339,8 @@ class AblationParams(Section):
 
     @model_validator(mode="after")
     def _budget_fits(self):
-        if self.warmup_epochs > self.epochs:
-            raise problem("warmup_epochs", self.warmup_epochs, f"<= ablation.epochs ({self.epochs})")
+        if self.warmup_epochs > min(self.epochs):
+            raise problem("warmup_epochs", self.warmup_epochs, f"<= the shortest ablation.epochs ({min(self.epochs)})")
         sizes = [("base.batch_size", self.base.batch_size)]
         sizes += [(f"batch_sizes[{i}]", bs) for i, bs in enumerate(self.batch_sizes)]
         for key, bs in sizes:
@@ -335,7 +356,7 @@ class Params(Section):
     batch_size: BatchSize  # the GLOBAL batch, split across pretrain.num_processes
     head: Head
     augment: Augment
-    seed: Annotated[Int, at.Ge(0), at.Le(2**31 - 1)]
+    seed: Seed
     data: DataParams
     model: ModelParams
     pretrain: PretrainParams

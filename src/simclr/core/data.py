@@ -90,6 +90,28 @@ class ImageRows:
         return ImageRows(self.arrays, self.rows[np.sort(np.random.default_rng(seed).permutation(len(self))[:size])])
 
 
+def class_balanced_rows(y: np.ndarray, fraction: float, num_classes: int, seed: int | tuple[int, ...],
+                        leave: int = 0) -> np.ndarray:
+    """Sorted rows of a seeded class-balanced subset: ``max(1, round(fraction * n_c))`` of each class's
+    n_c images, leaving at least ``leave`` of each class out. The same seed gives nested subsets."""
+    rows = []
+    for c in range(num_classes):
+        members = np.flatnonzero(y == c)
+        take = min(max(1, round(fraction * len(members))), len(members) - leave)
+        if take > 0:
+            rows.append(np.random.default_rng([*np.atleast_1d(seed), c]).permutation(members)[:take])
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.int64)
+
+
+def validation_split(y: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probe-train rows, validation rows) of the labelled train split: the validation rows are a seeded
+    class-balanced ``fraction`` (drawn with the key (seed, 1, class), not finetune's (seed, class), so the
+    validation images of a class are not finetune's labelled images of it), and every class keeps at least
+    one image to train on. The two are disjoint and cover the split."""
+    val = class_balanced_rows(y, fraction, num_classes, (seed, 1), leave=1)
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
 def pretrain_images(data: Dataset, pretrain_on: str) -> ImageRows:
     """The images pretraining draws from (``data.pretrain_on``), labels unused."""
     return ImageRows([data.images(split) for split in PRETRAIN_SPLITS[pretrain_on]])

@@ -1,5 +1,8 @@
-"""The ablation grids of params.yaml as points: one DVC stage ``ablate_<kind>@<key>`` each, whose
-metrics file is ``<ablation folder>/<kind>/<key>.json`` (dvc.yaml writes the same path)."""
+"""The ablation grids of params.yaml as points: one DVC stage ``ablate_<kind>@<key>-<epochs>-<seed>``
+each, whose metrics file is ``<ablation folder>/<kind>/<key>/<epochs>ep-seed<seed>.json`` (dvc.yaml
+writes the same path). The head and temperature grids run at every budget of ``ablation.epochs``
+(when each of the paper's findings appears), the batch-size and augmentation grids at the first;
+every point runs once per seed of ``ablation.seeds``."""
 
 from __future__ import annotations
 
@@ -8,11 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.core.config import AugmentPair, BatchSize, Head, Params, ParamsError, Temperature, check_value
+from simclr.core.config import (
+    AugmentPair,
+    BatchSize,
+    Epochs,
+    Head,
+    Params,
+    ParamsError,
+    Seed,
+    Temperature,
+    check_value,
+)
 from simclr.core.errors import SimCLRError
 
 # grid name in params.yaml -> the point kind (stage ablate_<kind>, folder <ablation>/<kind>)
 GRIDS = {"temperatures": "temperature", "heads": "head", "batch_sizes": "batch_size", "augment_pairs": "augment"}
+BUDGET_KINDS = ("temperature", "head")  # the grids drawn against training length
 KINDS = {"temperature": Temperature, "head": Head, "batch_size": BatchSize, "augment": AugmentPair}
 
 
@@ -20,24 +34,38 @@ KINDS = {"temperature": Temperature, "head": Head, "batch_size": BatchSize, "aug
 class Point:
     kind: str  # temperature | head | batch_size | augment
     value: Any
+    epochs: int
+    seed: int
     key: str = ""  # the value as written in the stage name and the metrics file name
 
     def __post_init__(self):
         if not self.key:
             object.__setattr__(self, "key", str(self.value))
 
+    @property
+    def stage(self) -> str:
+        """The DVC stage (a matrix of value, budget, seed; DVC joins them with '-')."""
+        return f"ablate_{self.kind}@{self.key}-{self.epochs}-{self.seed}"
+
+
+def budgets(params: Params, kind: str) -> tuple[int, ...]:
+    epochs = params.ablation.epochs
+    return epochs if kind in BUDGET_KINDS else epochs[:1]
+
 
 def grid_points(params: Params) -> list[Point]:
     ab = params.ablation
-    return [Point(kind, value) for grid, kind in GRIDS.items() for value in getattr(ab, grid)]
+    return [Point(kind, value, epochs, seed) for grid, kind in GRIDS.items() for value in getattr(ab, grid)
+            for epochs in budgets(params, kind) for seed in ab.seeds]
 
 
 def point_file(root: Path, point: Point) -> Path:
-    return root / point.kind / f"{point.key}.json"
+    return root / point.kind / point.key / f"{point.epochs}ep-seed{point.seed}.json"
 
 
-def parse_point(kind: str, raw: str) -> Point:
-    """A point from the command line (`python stages/ablate.py temperature 0.5`), checked as its grid is."""
+def parse_point(kind: str, raw: str, epochs: int, seed: int) -> Point:
+    """A point from the command line (`python stages/ablate.py temperature 0.5 --epochs 3 --seed 0`),
+    checked as its grid is."""
     if kind not in KINDS:
         raise ParamsError(f"ablation point kind {kind!r} is not allowed; expected one of {', '.join(KINDS)}")
     value: Any = raw
@@ -46,7 +74,9 @@ def parse_point(kind: str, raw: str) -> Point:
             value = (float if kind == "temperature" else int)(raw)
         except ValueError:
             pass
-    return Point(kind, check_value(f"ablation point {kind}", KINDS[kind], value, source=""), raw)
+    checked = check_value(f"ablation point {kind}", KINDS[kind], value, source="")
+    epochs = check_value("ablation point --epochs", Epochs, epochs, source="")
+    return Point(kind, checked, epochs, check_value("ablation point --seed", Seed, seed, source=""), raw)
 
 
 def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
@@ -59,6 +89,7 @@ def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
         try:
             m = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f ablate_{point.kind}@{point.key}`")
-        results[point.kind].append({**m, "kind": point.kind, "value": point.value})
+            raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f {point.stage}`")
+        results[point.kind].append({**m, "kind": point.kind, "value": point.value, "epochs": point.epochs,
+                                    "seed": point.seed})
     return results

@@ -88,6 +88,11 @@ def Grid(item):  # a type, read like one
     return Annotated[tuple[item, ...], AfterValidator(_distinct)]
 
 
+def Axis(item):  # a type, read like one
+    """A non-empty list of distinct values: every point runs at each (seeds, budgets, probe choices)."""
+    return Annotated[tuple[item, ...], at.MinLen(1), AfterValidator(_distinct)]
+
+
 def _unwrap(tp: Any) -> tuple[Any, list]:
     meta: list = []
     while typing.get_origin(tp) is Annotated:
@@ -109,6 +114,8 @@ def expected(tp: Any, meta: list = ()) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
     if origin is tuple:
+        if any(isinstance(m, at.MinLen) and m.min_length for m in meta):
+            return "a non-empty list"
         return "a list (may be empty)"
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return "a mapping of " + ", ".join(tp.model_fields)

@@ -9,7 +9,7 @@ once and converts it to HTML; :mod:`experiments` tabulates ``dvc exp show`` for 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +17,10 @@ import pandas as pd
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, describe_ops
 from simclr.core.errors import SimCLRError
-from simclr.core.grids import GRIDS, read_points
+from simclr.core.grids import GRIDS, budgets, read_points
 from simclr.report.figures import (
     plot_augment,
+    plot_budgets,
     plot_confusion,
     plot_curves,
     plot_finetune,
@@ -30,16 +31,21 @@ from simclr.report.figures import (
 )
 from simclr.report.readings import (
     Finding,
+    at_budget,
     augment_finding,
     augment_matrix,
+    augment_shown,
     batch_size_finding,
+    budget_gaps,
     finetune_finding,
     finetune_table,
     grid_table,
     h_vs_gh_finding,
+    head_gap_finding,
     head_order_finding,
     read_augment,
     read_batch_size,
+    read_budgets,
     read_confusion,
     read_curves,
     read_finetune,
@@ -47,6 +53,7 @@ from simclr.report.readings import (
     read_head,
     read_heads,
     read_temperature,
+    shown_table,
     temperature_finding,
     with_base,
 )
@@ -87,15 +94,12 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
 
     unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
     metrics_table = pd.DataFrame(
-        [("top1_h", le["top1_h"], "linear probe on h (frozen encoder)"),
-         ("top1_z", le["top1_z"], "linear probe on z = g(h)"),
-         ("knn_top1", le["knn_top1"], f"weighted kNN on h (k={params.linear_eval.knn_k})"),
-         ("random_init_top1", le["random_init_top1"], "linear probe on h of the untrained encoder"),
-         ("loss", round(pre["loss"], 4), "final NT-Xent (mean of the last epoch)"),
-         ("epochs", pre["epochs"], "pretraining epochs"),
-         ("images_per_second", pre["images_per_second"], "pretraining throughput (images, 2 views each)"),
-         ("wall_seconds", pre["wall_seconds"], "pretraining wall time")],
-        columns=["metric", "value", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
+        [(key, le[key], split, meaning) for key, split, meaning in metric_rows(params, le)]
+        + [("loss", round(pre["loss"], 4), "train", "final NT-Xent (mean of the last epoch)"),
+           ("epochs", pre["epochs"], "", "pretraining epochs"),
+           ("images_per_second", pre["images_per_second"], "", "pretraining throughput (images, 2 views each)"),
+           ("wall_seconds", pre["wall_seconds"], "", "pretraining wall time")],
+        columns=["metric", "value", "split", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
     setup = (f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
              f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
              f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
@@ -103,9 +107,10 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
              f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
              f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`.")
     grids: dict[str, pd.DataFrame] = {}
-    findings: list[Finding] = [f for f in [h_vs_gh_finding(le, params.head, n)] if f]
+    main_run = f"main run, {pre['epochs']} epochs, 1 seed"
+    findings: list[Finding] = [replace(f, run=main_run) for f in [h_vs_gh_finding(le, params.head, n)] if f]
     ablations = ablation_sections(params, points, figures, n, findings, grids)  # adds the grids' findings
-    finetune = finetune_sections(fractions, figures, n, findings)
+    finetune = finetune_sections(fractions, figures, n, findings, main_run)
     sections = [
         Section("Headline", [read_gain(le, n), setup, HEADLINE_NOTE.format(n=n)],
                 table=findings_table(findings)),
@@ -139,15 +144,32 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
 
 
 HEADLINE_NOTE = (
-    "The paper's findings as this run measured them. Each gap is compared with twice its standard error on the "
-    "{n} test images (binomial): *cannot tell* means the gap is within it, or the grid is too small to show the "
-    "finding. One seed, and the ablation points' budget is short: details in the sections below.")
+    "The paper's findings as this run measured them, each at the budget and with the seeds of the run that measured "
+    "it. A gap is read with its 95% interval: the spread of the per-seed differences (Student t) combined with the "
+    "binomial error of the {n} test images. *Reproduced* or *not reproduced* means the interval excludes 0; "
+    "*cannot tell* means it covers 0, or the grid is too small to show the finding. The main run's probe settings were "
+    "chosen on a validation split held out of the train split (the ablation points use fixed ones); every top-1 here "
+    "is on the test split.")
 GRIDS_FOLDER = "grids"  # beside report.md: one CSV per ablation grid, the DVC plots ablation_<grid> (dvc.yaml)
 
 
 def findings_table(findings: list[Finding]) -> pd.DataFrame:
-    return pd.DataFrame([(f.claim, f"**{f.verdict}**", f.evidence) for f in findings],
-                        columns=["the paper's finding", "this run", "measured"])
+    return pd.DataFrame([(f.claim, f.run, f"**{f.verdict}**", f.evidence) for f in findings],
+                        columns=["the paper's finding", "measured on", "this run", "gap (95% interval)"])
+
+
+def metric_rows(params: Params, le: dict) -> list[tuple[str, str, str]]:
+    """(metric, split, meaning) of the Results table: which split each number comes from."""
+    rows = [("top1_h", "test", "linear probe on h (frozen encoder), settings chosen on validation"),
+            ("val_top1_h", "validation", f"the same probe on the validation split ({le.get('val_images', '?')} images "
+                                         "held out of train), where its settings were chosen"),
+            ("top1_z", "test", "linear probe on z = g(h)"),
+            ("knn_top1", "test", f"weighted kNN on h (k={params.linear_eval.knn_k})"),
+            ("random_init_top1", "test", "linear probe on h of the untrained encoder (its own settings choice)"),
+            ("probe_epochs", "validation", "the probe's epochs, chosen from linear_eval.search"),
+            ("probe_lr", "validation", "the probe's lr, chosen"),
+            ("probe_weight_decay", "validation", "the probe's weight decay, chosen")]
+    return [r for r in rows if r[0] in le]
 
 
 def write_grids(grids: dict[str, pd.DataFrame], folder: Path) -> None:
@@ -158,11 +180,11 @@ def write_grids(grids: dict[str, pd.DataFrame], folder: Path) -> None:
         write_text_atomic(folder / f"{kind}.csv", df.to_csv(index=False))
 
 
-def finetune_sections(rows: list[dict], figures: Path, n: int, findings: list[Finding]) -> list[Section]:
+def finetune_sections(rows: list[dict], figures: Path, n: int, findings: list[Finding], run: str) -> list[Section]:
     if not rows:
         return []
     df = finetune_table(rows)
-    findings.append(finetune_finding(df, n))
+    findings.append(replace(finetune_finding(df, n), run=f"fine-tuned encoder of the {run}"))
     plot_finetune(df, figures / "finetune.png")
     return [Section("Few labels: fine-tuned vs from scratch vs linear", [
         "The paper's semi-supervised evaluation (Table 7), scaled down (`params.yaml: finetune`): at each fraction "
@@ -174,53 +196,100 @@ def finetune_sections(rows: list[dict], figures: Path, n: int, findings: list[Fi
 
 def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path, n: int,
                       findings: list[Finding], grids: dict[str, pd.DataFrame]) -> list[Section]:
-    """The ablation sections; appends each grid's finding to ``findings`` and its plot data to ``grids``."""
+    """The ablation sections; appends each grid's findings (one per budget) to ``findings`` and its plot
+    data to ``grids``."""
     ab = params.ablation
     base = ab.base
+    seeds = len(ab.seeds)
     sections = [Section("Ablations", [
-        f"Each grid point pretrains {ab.epochs} epochs on {ab.train_images or 'all'} training images from the base "
-        f"configuration (temperature {base.temperature}, batch {base.batch_size}, head `{base.head}`, augment "
-        f"{describe_ops(base.augment)}) with one knob changed, then probes the frozen encoder on the whole train split "
-        "(`params.yaml: ablation`; one DVC stage per point). The budget is short, so read the gaps against the noise "
-        "each reading states."])]
-    one_knob = {  # kind -> (title, extra table column, reading, caption)
-        "temperature": ("temperature", "loss", read_temperature, "Top-1 vs NT-Xent temperature"),
-        "batch_size": ("batch size", None, lambda df, n: read_batch_size(df, n, ab.epochs),
-                       "Top-1 vs global batch size at fixed epochs"),
+        f"Each grid point pretrains on {ab.train_images or 'all'} training images from the base configuration "
+        f"(temperature {base.temperature}, batch {base.batch_size}, head `{base.head}`, augment "
+        f"{describe_ops(base.augment)}) with one knob changed, then probes the frozen encoder (fixed probe settings: "
+        "trained on the whole train split, scored on the test split; `params.yaml: ablation`, one DVC stage per point). "
+        f"The head and temperature grids run at every budget of `ablation.epochs` ({_epochs(ab.epochs)}), the "
+        f"batch-size and augmentation grids at {_epochs(ab.epochs[:1])}. Every point runs once per seed "
+        f"({', '.join(map(str, ab.seeds))}): a top-1 is the mean over seeds ± the half-width of its 95% interval "
+        "(Student t over seeds, combined with the binomial error of the test split), and each reading compares two "
+        "points by their per-seed differences (the same seed draws the same subset, init and order)."
+        + (" With one seed the interval is the test error alone; training noise is not in it." if seeds == 1 else "")])]
+    one_knob = {  # kind -> (title, reading, caption)
+        "temperature": ("temperature", read_temperature, "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)"),
+        "batch_size": ("batch size", lambda df, n: read_batch_size(df, n, ab.epochs[0]),
+                       "Linear top-1 on h vs global batch size at fixed epochs (95% intervals)"),
     }
     finding_of = {"temperature": temperature_finding, "batch_size": batch_size_finding}
+    tables: dict[str, pd.DataFrame] = {}
     for kind in ("temperature", "head", "augment", "batch_size"):
         if not results[kind]:
             continue
         name = f"ablation_{kind}.png"
-        if kind == "head":
-            df = grid_table(with_base(params, kind, results[kind], results), kind, ["top1_h", "top1_z", "knn_top1"])
-            findings.extend(f for f in [head_order_finding(df, n)] if f)
-            grids[kind] = pd.DataFrame([(f"{r['head']} {probe}", r[col]) for _, r in df.iterrows()
-                                        for probe, col in (("h", "top1_h"), ("g(h)", "top1_z"))],
-                                       columns=["point", "top1"])
-            plot_heads(df, figures / name)
-            sections.append(Section("Ablation: projection head", [read_heads(df, n)], table=df,
-                                    figures=[(name, "Linear top-1 on h and on z = g(h) for each head")]))
-        elif kind == "augment":
+        epochs = budgets(params, kind)
+        if kind == "augment":
             table = augment_matrix(results[kind])
-            findings.extend(f for f in [augment_finding(table, n)] if f)
-            grids[kind] = pd.DataFrame([(str(r["value"]), r["top1_h"]) for r in results[kind]], columns=["point", "top1"])
+            findings.extend(_at(f, epochs[0], seeds) for f in [augment_finding(table, n)] if f)
+            grids[kind] = pd.DataFrame([(str(v), table.loc[str(v).split("+")[0], str(v).split("+")[-1]])
+                                        for v in ab.augment_pairs], columns=["point", "top1"])
             plot_augment(table, figures / name)
-            shown = table.rename_axis(index="1st \\ 2nd", columns=None).reset_index()
             sections.append(Section("Ablation: augmentation pairs", [
-                "Ops on one branch only, the other view is the image (the paper's asymmetric setting). "
-                + read_augment(table, n)], table=shown.astype(object).where(shown.notna(), ""),
+                "Ops on one branch only, the other view is the image (the paper's asymmetric setting); each cell is the "
+                f"mean over {seeds} seed{'s' if seeds > 1 else ''} ± its 95% interval. " + read_augment(table, n)],
+                table=augment_shown(table, n),
                 figures=[(name, "Linear top-1 on h: single ops on the diagonal, op1 then op2 off it")]))
+            continue
+        columns = ["top1_h", "top1_z", "knn_top1", *(["loss"] if kind == "temperature" else [])]
+        df = grid_table(with_base(params, kind, results[kind], results), kind, columns)
+        tables[kind] = df
+        grids[kind] = pd.DataFrame(_grid_points(df, kind, len(epochs) > 1), columns=["point", "top1"])
+        readings = []
+        for e in epochs:
+            at = at_budget(df, e)
+            prefix = f"After {e} epochs: " if len(epochs) > 1 else ""
+            if kind == "head":
+                findings.extend(_at(f, e, seeds) for f in [head_order_finding(at, n), head_gap_finding(at, n)] if f)
+                readings.append(prefix + read_heads(at, n))
+            else:
+                findings.append(_at(finding_of[kind](at, n), e, seeds))
+                readings.append(prefix + one_knob[kind][1](at, n))
+        shown = shown_table(df, kind, columns, n)
+        if kind == "head":
+            plot_heads(df, n, figures / name)
+            sections.append(Section("Ablation: projection head", readings, table=shown,
+                                    figures=[(name, "Linear top-1 on h and on z = g(h) for each head and budget "
+                                                    "(95% intervals)")]))
         else:
-            title, extra, read, caption = one_knob[kind]
-            df = grid_table(with_base(params, kind, results[kind], results), kind,
-                            ["top1_h", "top1_z", "knn_top1", *([extra] if extra else [])])
-            findings.append(finding_of[kind](df, n))
-            grids[kind] = pd.DataFrame([(str(r[kind]), r["top1_h"]) for _, r in df.iterrows()], columns=["point", "top1"])
-            plot_one_knob(df, kind, figures / name, log_x=True)
-            sections.append(Section(f"Ablation: {title}", [read(df, n)], table=df, figures=[(name, caption)]))
+            title, _, caption = one_knob[kind]
+            plot_one_knob(df, kind, n, figures / name, log_x=True)
+            sections.append(Section(f"Ablation: {title}", readings, table=shown, figures=[(name, caption)]))
+    if len(ab.epochs) > 1 and ("temperature" in tables or "head" in tables):
+        heads = tables.get("head")
+        plot_budgets(tables.get("temperature"), None if heads is None else budget_gaps(heads, n), n,
+                     figures / "ablation_budgets.png")
+        sections.append(Section("When the findings appear: training length", [
+            "The head and temperature grids at each pretraining budget: does a finding that a short budget cannot "
+            "show appear with more training? " + read_budgets(tables.get("temperature"), heads, n)],
+            figures=[("ablation_budgets.png", "Left: linear top-1 on h per temperature vs budget. Right: h − g(h) "
+                                              "per head vs budget (above 0: h is better). 95% intervals")]))
     return sections
+
+
+def _epochs(epochs: tuple[int, ...]) -> str:
+    return ", ".join(map(str, epochs)) + (" epoch" if epochs == (1,) else " epochs")
+
+
+def _at(finding: Finding, epochs: int, seeds: int) -> Finding:
+    return replace(finding, run=f"ablation, {epochs} epochs, {seeds} seed{'s' if seeds > 1 else ''}")
+
+
+def _grid_points(df: pd.DataFrame, kind: str, per_budget: bool) -> list[tuple[str, float]]:
+    """The grid's bars for `dvc plots`: mean top-1 per point (h and g(h) for the heads), budget in the name."""
+    rows = []
+    for _, r in df.iterrows():
+        at = f" @{r['epochs']}ep" if per_budget else ""
+        if kind == "head":
+            rows += [(f"{r['head']} h{at}", r["top1_h"]), (f"{r['head']} g(h){at}", r["top1_z"])]
+        else:
+            rows.append((f"{r[kind]}{at}", r["top1_h"]))
+    return [(p, round(float(v), 2)) for p, v in rows]
 
 
 def fraction_file(root: Path, fraction: float) -> Path:

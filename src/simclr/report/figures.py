@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from simclr.core.config import Params
-from simclr.report.readings import HEAD_ORDER
+from simclr.report.readings import HEAD_ORDER, estimate, seeds_of
 
 
 def _plt():
@@ -104,34 +104,103 @@ def plot_view_pairs(params: Params, prepared: Path, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_one_knob(df: pd.DataFrame, kind: str, path: Path, log_x: bool) -> None:
+def _with_intervals(df: pd.DataFrame, columns: list[str], n: int) -> pd.DataFrame:
+    """The grid table with each column's mean and 95% half-width over seeds (``<col>_half``)."""
+    out = df.copy()
+    for col in columns:
+        est = [estimate(seeds_of(r, col), n) for _, r in df.iterrows()]
+        out[col], out[f"{col}_half"] = [e.mean for e in est], [e.half for e in est]
+    return out
+
+
+def plot_one_knob(df: pd.DataFrame, kind: str, n: int, path: Path, log_x: bool) -> None:
+    """Linear top-1 on h against the knob, one line per budget, each point with its 95% interval."""
     plt, sns = _plt()
-    long = df.melt(id_vars=[kind], value_vars=["top1_h", "knn_top1"], var_name="evaluation", value_name="top-1 (%)")
-    long["evaluation"] = long["evaluation"].map({"top1_h": "linear probe on h", "knn_top1": "kNN on h"})
+    data = _with_intervals(df, ["top1_h"], n)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.lineplot(data=long, x=kind, y="top-1 (%)", hue="evaluation", marker="o", ax=ax)
+    budgets = sorted(set(data["epochs"]))
+    colors = sns.color_palette("viridis", len(budgets))
+    for color, e in zip(colors, budgets):
+        d = data[data["epochs"] == e].sort_values(kind)
+        ax.errorbar(d[kind].astype(float), d["top1_h"], yerr=d["top1_h_half"], marker="o", capsize=3, color=color,
+                    label=f"{e} epochs")
     if log_x:
         ax.set_xscale("log", base=2 if kind == "batch_size" else 10)
-        ax.set_xticks(df[kind].astype(float).tolist())
-        ax.set_xticklabels([str(v) for v in df[kind].tolist()])
+        values = sorted(set(data[kind].astype(float)))
+        ax.set_xticks(values)
+        ax.set_xticklabels([f"{v:g}" for v in values])
         ax.minorticks_off()
     ax.set_xlabel({"temperature": "temperature τ", "batch_size": "global batch size"}[kind])
+    ax.set_ylabel("linear top-1 on h (%)")
+    ax.legend(title="budget", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_heads(df: pd.DataFrame, path: Path) -> None:
+def plot_heads(df: pd.DataFrame, n: int, path: Path) -> None:
+    """Top-1 on h and on z = g(h) per head, one panel per budget, 95% intervals as error bars."""
     plt, sns = _plt()
-    long = df.melt(id_vars=["head"], value_vars=["top1_h", "top1_z"], var_name="representation", value_name="top-1 (%)")
-    long["representation"] = long["representation"].map({"top1_h": "h (before the head)", "top1_z": "z = g(h)"})
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    sns.barplot(data=long, x="head", y="top-1 (%)", hue="representation", order=[h for h in HEAD_ORDER if h in set(df["head"])],
-                ax=ax)
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.1f", padding=2, fontsize=8)
-    ax.set_ylim(0, min(100, long["top-1 (%)"].max() + 8))
-    sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, title=None, frameon=False)
+    data = _with_intervals(df, ["top1_h", "top1_z"], n)
+    budgets = sorted(set(data["epochs"]))
+    fig, axes = plt.subplots(1, len(budgets), figsize=(3.4 * len(budgets) + 1.5, 3.8), sharey=True, squeeze=False)
+    heads = [h for h in HEAD_ORDER if h in set(data["head"])]
+    x = np.arange(len(heads))
+    for ax, e in zip(axes[0], budgets):
+        d = data[data["epochs"] == e].set_index("head").reindex(heads)
+        for k, (col, label) in enumerate((("top1_h", "h (before the head)"), ("top1_z", "z = g(h)"))):
+            bars = ax.bar(x + (k - 0.5) * 0.38, d[col].astype(float), 0.38, yerr=d[f"{col}_half"].astype(float),
+                          capsize=3, label=label, color=sns.color_palette()[k])
+            ax.bar_label(bars, fmt="%.1f", label_type="center", color="white", fontsize=7)
+        ax.set_xticks(x)
+        ax.set_xticklabels(heads)
+        ax.set_title(f"{e} epochs", fontsize=10)
+        top = max(float((data[c].astype(float) + data[f"{c}_half"].astype(float)).max()) for c in ("top1_h", "top1_z"))
+        ax.set_ylim(0, min(100, top + 3))
+    axes[0, 0].set_ylabel("linear top-1 (%)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _dodge(k: int, n: int) -> float:
+    """A small multiplicative x offset (the axis is log) so the error bars of n series do not overlap."""
+    return float(1.04 ** (k - (n - 1) / 2))
+
+
+def plot_budgets(temperatures: pd.DataFrame | None, gaps: pd.DataFrame | None, n: int, path: Path) -> None:
+    """When the findings appear: top-1 per temperature vs budget, and h − g(h) per head vs budget."""
+    plt, sns = _plt()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    if temperatures is not None:
+        data = _with_intervals(temperatures, ["top1_h"], n)
+        taus = sorted(set(data["temperature"].astype(float)))
+        for k, (color, tau) in enumerate(zip(sns.color_palette("rocket", len(taus)), taus)):
+            d = data[data["temperature"].astype(float) == tau].sort_values("epochs")
+            left.errorbar(d["epochs"].astype(float) * _dodge(k, len(taus)), d["top1_h"], yerr=d["top1_h_half"],
+                          marker="o", capsize=3, color=color, label=f"τ = {tau:g}")
+        left.legend(fontsize=9)
+    left.set_title("temperature", fontsize=10)
+    left.set_ylabel("linear top-1 on h (%)")
+    if gaps is not None and len(gaps):
+        heads = [h for h in ("linear", "mlp") if h in set(gaps["head"])]
+        for k, head in enumerate(heads):
+            d = gaps[gaps["head"] == head].sort_values("epochs")
+            right.errorbar(d["epochs"].astype(float) * _dodge(k, len(heads)), d["gap"], yerr=d["half"], marker="o",
+                           capsize=3, color=sns.color_palette()[k + 1], label=f"{head} head")
+        right.legend(fontsize=9)
+    right.axhline(0, color="gray", lw=1)
+    right.set_title("h − g(h)", fontsize=10)
+    right.set_ylabel("points")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("pretraining epochs (log)")
+        ticks = sorted(set((temperatures if temperatures is not None else gaps)["epochs"].astype(float)))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.minorticks_off()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

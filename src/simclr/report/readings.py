@@ -13,6 +13,7 @@ import pandas as pd
 
 from simclr.core.config import FIGURE5_OPS, Params
 from simclr.core.errors import SimCLRError
+from simclr.core.grids import budgets
 
 HEAD_ORDER = ("none", "linear", "mlp")
 REPRODUCED, NOT_REPRODUCED, CANNOT_TELL = "reproduced", "not reproduced", "cannot tell"
@@ -25,13 +26,94 @@ class Finding:
     claim: str  # the paper's finding, with where it is in the paper
     verdict: str  # REPRODUCED | NOT_REPRODUCED | CANNOT_TELL (a gap within the test-set noise, or too few points)
     evidence: str  # the numbers behind the verdict
+    run: str = ""  # which run measured it: the main run, or an ablation budget and its seeds
 
 
-def gap_verdict(a: float, b: float, n: int) -> str:
-    """`a > b` on the same n test images: reproduced or reversed beyond 2 standard errors, else cannot tell."""
-    if not beyond_noise(a, b, n):
-        return CANNOT_TELL
-    return REPRODUCED if a > b else NOT_REPRODUCED
+# --------------------------------------------------------------------------------------------
+# noise: every top-1 is a mean over seeds with a 95% interval, every comparison a paired difference
+# --------------------------------------------------------------------------------------------
+# Student's t, two-sided 95% (the 0.975 quantile), for 1..30 degrees of freedom (any statistics table).
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+Z975 = 1.959964  # the normal's 0.975 quantile
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom; past the table, its
+    Cornish-Fisher expansion around the normal (2.042 at 30, exact to 3 decimals)."""
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+PerSeed = dict  # {seed: top-1}; a plain number is one run
+
+
+def by_seed(values: PerSeed | float) -> dict:
+    return dict(values) if isinstance(values, dict) else {0: float(values)}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A top-1 (or a difference of two) over seeds: its mean and the half-width of its 95% interval.
+
+    The interval adds in quadrature the run-to-run spread (t-interval of the per-seed values, when
+    there are two seeds or more) and the binomial error of the test split, which every seed shares
+    and so does not average out."""
+
+    mean: float
+    half: float
+    seeds: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.1f} ± {self.half:.1f}"
+
+    @property
+    def verdict(self) -> str:
+        """For a difference a − b: a > b beyond the interval, a < b beyond it, or cannot tell."""
+        if self.mean - self.half > 0:
+            return REPRODUCED
+        return NOT_REPRODUCED if self.mean + self.half < 0 else CANNOT_TELL
+
+
+def seed_half_width(values: list[float]) -> float:
+    """Half-width of the 95% t-interval of the mean of per-seed values (0 with one seed)."""
+    if len(values) < 2:
+        return 0.0
+    return t975(len(values) - 1) * float(np.std(values, ddof=1)) / float(np.sqrt(len(values)))
+
+
+def estimate(values: PerSeed | float, n: int) -> Estimate:
+    """Mean top-1 over seeds with its 95% interval (seed spread and the test error of n images)."""
+    v = list(by_seed(values).values())
+    mean = float(np.mean(v))
+    return Estimate(mean, float(np.hypot(seed_half_width(v), Z975 * standard_error(mean, n))), len(v))
+
+
+def paired_gap(a: PerSeed | float, b: PerSeed | float, n: int) -> Estimate:
+    """a − b paired by seed (the same seed at two points shares subset, init and order) with its 95%
+    interval: the t-interval of the per-seed differences and the test error of both top-1s. Seeds
+    only one side ran are left out. A plain number (one run of another kind, e.g. the main run) or
+    no seed in common: the means are compared, each with its own spread over seeds."""
+    paired = isinstance(a, dict) and isinstance(b, dict) and bool(a.keys() & b.keys())
+    a, b = by_seed(a), by_seed(b)
+    if paired:
+        seeds = sorted(a.keys() & b.keys())
+        a, b = {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
+        diffs = [a[s] - b[s] for s in seeds]
+        spread = seed_half_width(diffs)
+    else:
+        diffs = [float(np.mean(list(a.values())) - np.mean(list(b.values())))]
+        spread = float(np.hypot(seed_half_width(list(a.values())), seed_half_width(list(b.values()))))
+    ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
+    test = Z975 * float(np.hypot(standard_error(ma, n), standard_error(mb, n)))
+    return Estimate(float(np.mean(diffs)), float(np.hypot(spread, test)), len(diffs) if paired else 1)
+
+
+def gap_verdict(a: PerSeed | float, b: PerSeed | float, n: int) -> str:
+    """`a > b`: reproduced or reversed beyond the 95% interval of the paired difference, else cannot tell."""
+    return paired_gap(a, b, n).verdict
 
 
 def combined_verdict(verdicts: list[str]) -> str:
@@ -41,8 +123,16 @@ def combined_verdict(verdicts: list[str]) -> str:
     return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL
 
 
-def _gap(a: float, b: float, n: int) -> str:
-    return f"{a - b:+.1f} points; 2 SE of the difference {two_standard_errors(a, b, n):.1f}"
+def _gap(a: PerSeed | float, b: PerSeed | float, n: int) -> str:
+    g = paired_gap(a, b, n)
+    over = f" over {g.seeds} seeds" if g.seeds > 1 else ""
+    return f"{g.mean:+.1f} ± {g.half:.1f} points, 95% interval{over}"
+
+
+def seeds_of(row, col: str) -> PerSeed | float:
+    """A cell's per-seed values where the table carries them (``<col>_seeds``), else the number."""
+    seeds = row.get(f"{col}_seeds") if hasattr(row, "get") else None
+    return seeds if isinstance(seeds, dict) else row[col]
 
 
 def read_gain(le: dict, n: int) -> str:
@@ -128,56 +218,88 @@ def standard_error(top1: float, n: int) -> float:
     return 100.0 * float(np.sqrt(p * (1 - p) / max(n, 1)))
 
 
-def two_standard_errors(a: float, b: float, n: int) -> float:
-    """Twice the standard error of the difference of two top-1 values on the same n test images."""
-    return 2 * float(np.hypot(standard_error(a, n), standard_error(b, n)))
-
-
-def beyond_noise(a: float, b: float, n: int) -> bool:
-    """Whether two top-1 values on the same n test images differ by more than 2 standard errors."""
-    return abs(a - b) > two_standard_errors(a, b, n)
+def beyond_noise(a: PerSeed | float, b: PerSeed | float, n: int) -> bool:
+    """Whether two top-1s differ beyond the 95% interval of their paired difference."""
+    return gap_verdict(a, b, n) != CANNOT_TELL
 
 
 def with_base(params: Params, kind: str, rows: list[dict], results: dict[str, list[dict]]) -> list[dict]:
-    """Add the base configuration's point, measured in another grid, to a one-knob grid."""
+    """Add the base configuration's points (every seed), measured in another grid, to a one-knob grid:
+    at each budget ``kind`` runs, from the first other grid that ran the base at that budget."""
     base = params.ablation.base
     base_values = {"temperature": base.temperature, "head": base.head, "batch_size": base.batch_size}
-    if any(r["value"] == base_values[kind] for r in rows):
-        return rows
-    for other, value in base_values.items():
-        for r in results.get(other, []) if other != kind else []:
-            if r["value"] == value:
-                return rows + [{**r, "kind": kind, "value": base_values[kind], "shared_from": f"{other}={value}"}]
-    return rows
+    added = []
+    for epochs in budgets(params, kind):
+        if any(r["value"] == base_values[kind] and r["epochs"] == epochs for r in rows):
+            continue
+        for other, value in base_values.items():
+            shared = [r for r in results.get(other, []) if other != kind and r["value"] == value
+                      and r["epochs"] == epochs]
+            if shared:
+                added += [{**r, "kind": kind, "value": base_values[kind], "shared_from": f"{other}={value}"}
+                          for r in shared]
+                break
+    return rows + added
+
+
+POINT_METRICS = ("top1_h", "top1_z", "knn_top1", "loss")
 
 
 def grid_table(rows: list[dict], kind: str, columns: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    df = df.sort_values("value", key=lambda v: v.map(HEAD_ORDER.index) if kind == "head" else v)
-    df = df.rename(columns={"value": kind})
-    if "shared_from" not in df:
-        df["shared_from"] = ""
+    """One row per value and budget: the mean of each column over seeds, the per-seed values the
+    readings pair (``<column>_seeds``, {seed: value}) and the number of seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["value"], r.get("epochs", 0)), []).append(r)
+    table = []
+    for (value, epochs), runs in groups.items():
+        row = {kind: value, "epochs": epochs, "seeds": len(runs), "shared_from": runs[0].get("shared_from", "")}
+        for col in columns:
+            per_seed = {r.get("seed", i): r[col] for i, r in enumerate(runs)}
+            row[col], row[f"{col}_seeds"] = float(np.mean(list(per_seed.values()))), per_seed
+        table.append(row)
+    df = pd.DataFrame(table)
+    order = (lambda v: v.map(HEAD_ORDER.index)) if kind == "head" else None
+    stable = "stable"  # sort_values' own `kind` (the algorithm), not the grid's
+    df = df.sort_values(kind, key=order, kind=stable).sort_values("epochs", kind=stable).reset_index(drop=True)
     df["note"] = df["shared_from"].fillna("").map(lambda s: f"base point (the {s} run)" if s else "")
-    return df[[kind, *columns, "note"]].astype(object)
+    return df[[kind, "epochs", "seeds", *columns, *(f"{c}_seeds" for c in columns), "note"]].astype(object)
+
+
+def shown_table(df: pd.DataFrame, kind: str, columns: list[str], n: int) -> pd.DataFrame:
+    """A grid table as the report prints it: each top-1 as mean ± its 95% interval, per-seed values hidden."""
+    out = df[[kind, "epochs", "seeds"]].copy()
+    for col in columns:
+        if col.startswith("top1") or col.endswith("top1"):
+            out[col] = [str(estimate(seeds_of(r, col), n)) for _, r in df.iterrows()]
+        else:
+            out[col] = [f"{v:.4g}" for v in df[col]]
+    out["note"] = df["note"]
+    return out.astype(object)
+
+
+def at_budget(df: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    return df[df["epochs"] == epochs].reset_index(drop=True)
 
 
 def augment_matrix(rows: list[dict]) -> pd.DataFrame:
-    """Linear top-1 on h by (first op, second op); a single op sits on the diagonal (Figure 5)."""
-    cells = {}
+    """Linear top-1 on h by (first op, second op), the mean over seeds; a single op sits on the diagonal
+    (Figure 5). The per-seed values of each cell are in ``table.attrs["seeds"]`` for the readings."""
+    seeds: dict[tuple[str, str], dict] = {}
     for r in rows:
         ops = str(r["value"]).split("+")
-        first, second = ops[0], ops[-1]
-        cells[(first, second)] = r["top1_h"]
-    names = [op for op in FIGURE5_OPS if any(op in key for key in cells)]
+        seeds.setdefault((ops[0], ops[-1]), {})[r.get("seed", 0)] = r["top1_h"]
+    names = [op for op in FIGURE5_OPS if any(op in key for key in seeds)]
     table = pd.DataFrame(np.nan, index=names, columns=names)
-    for (first, second), v in cells.items():
-        table.loc[first, second] = v
+    for (first, second), per_seed in seeds.items():
+        table.loc[first, second] = float(np.mean(list(per_seed.values())))
     table.index.name, table.columns.name = "1st transformation", "2nd transformation"
+    table.attrs["seeds"] = seeds
     return table
 
 
 def _noise_note(n: int, top1: float) -> str:
-    return f"one standard error is about {standard_error(top1, n):.1f} points at {n} test images"
+    return f"a gap's 95% interval is about ±{Z975 * 2**0.5 * standard_error(top1, n):.1f} points at {n} test images"
 
 
 def temperature_finding(df: pd.DataFrame, n: int) -> Finding:
@@ -187,9 +309,10 @@ def temperature_finding(df: pd.DataFrame, n: int) -> Finding:
         return Finding(claim, CANNOT_TELL, "fewer than three temperatures in the grid")
     at_edge = df["temperature"].isin([df["temperature"].min(), df["temperature"].max()])
     inside, edge = df[~at_edge].loc[lambda d: d["top1_h"].idxmax()], df[at_edge].loc[lambda d: d["top1_h"].idxmax()]
-    return Finding(claim, gap_verdict(inside["top1_h"], edge["top1_h"], n),
+    a, b = seeds_of(inside, "top1_h"), seeds_of(edge, "top1_h")
+    return Finding(claim, gap_verdict(a, b, n),
                    f"best inside the grid τ = {inside['temperature']} ({inside['top1_h']:.1f}%) vs best at an edge "
-                   f"τ = {edge['temperature']} ({edge['top1_h']:.1f}%; {_gap(inside['top1_h'], edge['top1_h'], n)})")
+                   f"τ = {edge['temperature']} ({edge['top1_h']:.1f}%; {_gap(a, b, n)})")
 
 
 def read_temperature(df: pd.DataFrame, n: int) -> str:
@@ -202,8 +325,7 @@ def read_temperature(df: pd.DataFrame, n: int) -> str:
         return text + paper + "; two temperatures cannot show an optimum in between."
     finding = temperature_finding(df, n)
     if finding.verdict == CANNOT_TELL:
-        return (text + paper + f"; here the {finding.evidence} are within noise ({_noise_note(n, best['top1_h'])}), "
-                "so this run cannot tell.")
+        return text + paper + f"; here the {finding.evidence}: the interval covers 0, so this run cannot tell."
     if finding.verdict == REPRODUCED:
         return text + paper + f"; this run agrees: the best τ is inside the grid, beyond noise ({finding.evidence})."
     return text + paper + f"; this run does not show that: the best τ is at the edge of the grid ({finding.evidence})."
@@ -211,10 +333,9 @@ def read_temperature(df: pd.DataFrame, n: int) -> str:
 
 def _claim(by: pd.DataFrame, a: str, b: str, n: int) -> str:
     """How `a > b` fares: holds, within noise, or reversed (with the gap in points)."""
-    d = by.loc[a, "top1_h"] - by.loc[b, "top1_h"]
-    status = ("within noise" if not beyond_noise(by.loc[a, "top1_h"], by.loc[b, "top1_h"], n)
-              else "holds" if d > 0 else "is reversed")
-    return f"{a} > {b} {status} ({d:+.1f} points)"
+    g = paired_gap(seeds_of(by.loc[a], "top1_h"), seeds_of(by.loc[b], "top1_h"), n)
+    status = {CANNOT_TELL: "within noise", REPRODUCED: "holds", NOT_REPRODUCED: "is reversed"}[g.verdict]
+    return f"{a} > {b} {status} ({g.mean:+.1f} ± {g.half:.1f} points)"
 
 
 def read_heads(df: pd.DataFrame, n: int) -> str:
@@ -226,11 +347,11 @@ def read_heads(df: pd.DataFrame, n: int) -> str:
     if len(chain) >= 2:
         claims = [_claim(by, a, b, n) for a, b in zip(chain, chain[1:])]
         text += "Against the paper's order (nonlinear > linear > none, Figure 8): " + ", ".join(claims) + ". "
-    gaps = [(h, by.loc[h, "top1_h"] - by.loc[h, "top1_z"]) for h in present if h != "none"]
+    gaps = [(h, paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n)) for h in present if h != "none"]
     if gaps:
-        text += ("h minus g(h): " + ", ".join(f"{h} {g:+.1f} points" for h, g in gaps) + "; the paper finds the layer "
-                 "before the head much better (over 10 points): ")
-        verdict = combined_verdict([gap_verdict(by.loc[h, "top1_h"], by.loc[h, "top1_z"], n) for h, _ in gaps])
+        text += ("h minus g(h): " + ", ".join(f"{h} {g.mean:+.1f} ± {g.half:.1f} points" for h, g in gaps)
+                 + "; the paper finds the layer before the head much better (over 10 points): ")
+        verdict = combined_verdict([g.verdict for _, g in gaps])
         text += {REPRODUCED: "at the ablation budget this run agrees.",
                  NOT_REPRODUCED: "at the ablation budget this run contradicts it (g(h) ahead beyond noise).",
                  CANNOT_TELL: "at the ablation budget this run cannot tell (within noise)."}[verdict]
@@ -243,12 +364,59 @@ def head_order_finding(df: pd.DataFrame, n: int) -> Finding | None:
     chain = [h for h in ("mlp", "linear", "none") if h in by.index]
     if len(chain) < 2:
         return None
-    verdict = combined_verdict([gap_verdict(by.loc[a, "top1_h"], by.loc[b, "top1_h"], n) for a, b in zip(chain, chain[1:])])
+    pairs = list(zip(chain, chain[1:]))
+    verdict = combined_verdict([gap_verdict(seeds_of(by.loc[a], "top1_h"), seeds_of(by.loc[b], "top1_h"), n) for a, b in pairs])
     names = {"mlp": "a nonlinear projection head", "linear": "a linear head", "none": "no head"}
     claim = " beats ".join(names[h] for h in chain) + " (Figure 8" + ("" if len(chain) == 3 else ", in part") + ")"
     return Finding(claim, verdict,
-                   ", ".join(f"{a} vs {b}: {_gap(by.loc[a, 'top1_h'], by.loc[b, 'top1_h'], n)}"
-                             for a, b in zip(chain, chain[1:])))
+                   ", ".join(f"{a} vs {b}: {_gap(seeds_of(by.loc[a], 'top1_h'), seeds_of(by.loc[b], 'top1_h'), n)}"
+                             for a, b in pairs))
+
+
+def head_gap_finding(df: pd.DataFrame, n: int) -> Finding | None:
+    """h beats z = g(h) for every head that has one (Section 4.2, Figure 8), paired by seed."""
+    by = df.set_index("head")
+    heads = [h for h in ("linear", "mlp") if h in by.index]
+    if not heads:
+        return None
+    gaps = {h: paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n) for h in heads}
+    return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
+                   combined_verdict([g.verdict for g in gaps.values()]),
+                   ", ".join(f"{h} head: h − g(h) {g.mean:+.1f} ± {g.half:.1f} points" for h, g in gaps.items()))
+
+
+def budget_gaps(heads: pd.DataFrame, n: int) -> pd.DataFrame:
+    """h − g(h) per head and budget with its 95% interval: the data of the budget figure."""
+    rows = [(r["head"], r["epochs"], g.mean, g.half) for _, r in heads.iterrows() if r["head"] != "none"
+            for g in [paired_gap(seeds_of(r, "top1_h"), seeds_of(r, "top1_z"), n)]]
+    return pd.DataFrame(rows, columns=["head", "epochs", "gap", "half"])
+
+
+def read_budgets(temperatures: pd.DataFrame | None, heads: pd.DataFrame | None, n: int) -> str:
+    """How the temperature optimum and h − g(h) move with the pretraining budget."""
+    parts = []
+    if temperatures is not None and len(temperatures):
+        best = [(e, at_budget(temperatures, e).loc[lambda d: d["top1_h"].astype(float).idxmax()])
+                for e in sorted(set(temperatures["epochs"]))]
+        parts.append("The best τ by budget: " + ", ".join(
+            f"{r['temperature']} after {e} epochs ({estimate(seeds_of(r, 'top1_h'), n)}%)" for e, r in best))
+    if heads is not None and len(heads):
+        gaps = budget_gaps(heads, n)
+        for head in [h for h in ("mlp", "linear") if h in set(gaps["head"])]:
+            g = gaps[gaps["head"] == head]
+            parts.append(f"h − g(h) with the {head} head: " + ", ".join(
+                f"{r.gap:+.1f} ± {r.half:.1f} after {r.epochs} epochs" for r in g.itertuples()))
+    return "; ".join(parts) + "." if parts else ""
+
+
+def augment_shown(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The augment matrix as the report prints it: each measured cell as mean ± its 95% interval."""
+    shown = pd.DataFrame("", index=table.index, columns=table.columns, dtype=object)
+    for first in table.index:
+        for second in table.columns:
+            if not np.isnan(table.loc[first, second]):
+                shown.loc[first, second] = str(estimate(_cell(table, first, second), n))
+    return shown.rename_axis(index="1st \\ 2nd", columns=None).reset_index()
 
 
 def augment_cells(table: pd.DataFrame) -> tuple[dict, dict]:
@@ -256,6 +424,10 @@ def augment_cells(table: pd.DataFrame) -> tuple[dict, dict]:
     singles = {op: table.loc[op, op] for op in table.index if not np.isnan(table.loc[op, op])}
     pairs = {(a, b): table.loc[a, b] for a in table.index for b in table.columns if a != b and not np.isnan(table.loc[a, b])}
     return singles, pairs
+
+
+def _cell(table: pd.DataFrame, first: str, second: str) -> PerSeed | float:
+    return table.attrs.get("seeds", {}).get((first, second), table.loc[first, second])
 
 
 def read_augment(table: pd.DataFrame, n: int) -> str:
@@ -293,10 +465,10 @@ def read_augment(table: pd.DataFrame, n: int) -> str:
 def batch_size_finding(df: pd.DataFrame, n: int) -> Finding:
     df = df.sort_values("batch_size")
     first, last = df.iloc[0], df.iloc[-1]
-    return Finding("at a short, fixed number of epochs a larger batch is better (Figure 9)",
-                   gap_verdict(last["top1_h"], first["top1_h"], n),
+    a, b = seeds_of(last, "top1_h"), seeds_of(first, "top1_h")
+    return Finding("at a short, fixed number of epochs a larger batch is better (Figure 9)", gap_verdict(a, b, n),
                    f"batch {last['batch_size']} {last['top1_h']:.1f}% vs batch {first['batch_size']} {first['top1_h']:.1f}% "
-                   f"({_gap(last['top1_h'], first['top1_h'], n)})")
+                   f"({_gap(a, b, n)})")
 
 
 def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
@@ -305,10 +477,10 @@ def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
     if not singles or not pairs:
         return None
     best_single, best_pair = max(singles, key=singles.get), max(pairs, key=pairs.get)
-    return Finding("composing augmentations beats any single one (Figure 5)",
-                   gap_verdict(pairs[best_pair], singles[best_single], n),
+    a, b = _cell(table, *best_pair), _cell(table, best_single, best_single)
+    return Finding("composing augmentations beats any single one (Figure 5)", gap_verdict(a, b, n),
                    f"best composition {best_pair[0]} then {best_pair[1]} {pairs[best_pair]:.1f}% vs best single op "
-                   f"{best_single} {singles[best_single]:.1f}% ({_gap(pairs[best_pair], singles[best_single], n)})")
+                   f"{best_single} {singles[best_single]:.1f}% ({_gap(a, b, n)})")
 
 
 def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
@@ -320,7 +492,7 @@ def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
             f"{best['batch_size']}). The paper finds larger batches better when training is short (Figure 9): ")
     verdict = batch_size_finding(df, n).verdict
     if verdict == CANNOT_TELL:
-        return text + f"here the difference is within noise ({_noise_note(n, last['top1_h'])})."
+        return text + f"here the difference ({_gap(seeds_of(last, 'top1_h'), seeds_of(first, 'top1_h'), n)}) is within noise."
     return text + ("this run agrees." if verdict == REPRODUCED else
                    "this run does not; with few images a large batch also means few steps.")
 
