@@ -268,6 +268,8 @@ def test_budgets_are_read_apart():
     assert R.at_budget(df, 30)["top1_h"].tolist() == [50.0, 55.0]
     text = R.read_budgets(df, None, 10000)
     assert text.startswith("The best τ by budget: 0.1 after 3 epochs") and "0.5 after 30 epochs" in text
+    with_z = R.read_budgets(R.grid_table(rows, "temperature", ["top1_h", "top1_z"]), None, 10000)
+    assert "h − g(h) by τ after 30 epochs: τ 0.1 +0.0 ± " in with_z  # the fixture's z equals h
 
 
 @pytest.mark.slow

@@ -400,6 +400,11 @@ def read_budgets(temperatures: pd.DataFrame | None, heads: pd.DataFrame | None, 
                 for e in sorted(set(temperatures["epochs"]))]
         parts.append("The best τ by budget: " + ", ".join(
             f"{r['temperature']} after {e} epochs ({estimate(seeds_of(r, 'top1_h'), n)}%)" for e, r in best))
+        if "top1_z" in temperatures:  # the head's cost depends on τ too: h − g(h) per τ at the longest budget
+            last = at_budget(temperatures, max(temperatures["epochs"]))
+            parts.append(f"h − g(h) by τ after {max(temperatures['epochs'])} epochs: " + ", ".join(
+                f"τ {r['temperature']} {g.mean:+.1f} ± {g.half:.1f}" for _, r in last.iterrows()
+                for g in [paired_gap(seeds_of(r, "top1_h"), seeds_of(r, "top1_z"), n)]))
     if heads is not None and len(heads):
         gaps = budget_gaps(heads, n)
         for head in [h for h in ("mlp", "linear") if h in set(gaps["head"])]:
