@@ -12,7 +12,7 @@ import pytest
 import yaml
 from support import ROOT, dvc_paths
 
-from simclr.ablation import point_param_keys, point_params, point_probe
+from simclr.ablation import POINT_PROBE, point_param_keys, point_params
 from simclr.core.config import Params, Section, load_params, training_param_keys
 from simclr.core.grids import Point
 from simclr.core.sources import project_imports
@@ -148,7 +148,7 @@ def test_a_key_an_ablation_point_does_not_declare_changes_nothing_it_runs():
 
     def effective(p: Params, point: Point):
         pp = point_params(p, point)
-        return pp.training_config(), point_probe(pp)
+        return pp.training_config(), POINT_PROBE.view(pp)
 
     points = (Point("temperature", 0.5, 3, 0), Point("head", "none", 3, 1), Point("batch_size", 64, 3, 0),
               Point("augment", "crop", 3, 0))

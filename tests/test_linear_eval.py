@@ -1,13 +1,18 @@
 """The linear_eval stage: probe settings chosen on a validation split held out of train, test scored once."""
 
 import json
+import os
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 import yaml
 from support import prepared_project, run, stage_command
 
 from simclr.core.data import load_prepared, validation_split
+from simclr.core.evaluate import linear_probe
 from simclr.finetune import labelled_subset
+from simclr.linear_eval import choose_probe
 
 
 def test_the_validation_split_is_class_balanced_seeded_and_disjoint_from_what_the_probe_trains_on():
@@ -43,3 +48,24 @@ def test_the_stage_chooses_on_validation_and_scores_the_test_split_once(tmp_path
     assert out.count("chosen on validation") == 3
     # the confusion matrix is the test split's: one row per test image
     assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 1 + len(data.test.y)
+    # outputs are written atomically, with the mode a plain write gives (readable by others sharing the cache)
+    mask = os.umask(0)
+    os.umask(mask)
+    for out in ("metrics/linear_eval.json", "metrics/confusion.csv", "models/encoder.pt"):
+        assert (repo / out).stat().st_mode & 0o777 == 0o666 & ~mask, out
+
+
+def test_the_test_split_is_scored_by_the_very_probe_chosen_on_validation():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 3
+    x = torch.randn(120, 8, generator=gen) + 1.5 * torch.nn.functional.one_hot(y, 8).float()
+    x_fit, y_fit, x_val, y_val, x_test, y_test = x[:60], y[:60], x[60:90], y[60:90], x[90:], y[90:]
+    le = SimpleNamespace(batch_size=16, search=SimpleNamespace(epochs=[1, 5], lr=[0.001, 0.05], weight_decay=[0.0]))
+    choice, val_top1, probe = choose_probe(x_fit, y_fit.numpy(), x_val, y_val.numpy(), 3, le, seed=0)
+    scores = {(e, lr): linear_probe(x_fit, y_fit, x_val, y_val, 3, e, lr, 16, 0.0, seed=0)[0]
+              for e in (1, 5) for lr in (0.001, 0.05)}
+    assert val_top1 == max(scores.values()) == scores[(choice.epochs, choice.lr)]
+    # what the stage reports on test is what training the chosen setting afresh gives, bit for bit
+    top1, pred = probe.top1(x_test, y_test)
+    again, pred_again = linear_probe(x_fit, y_fit, x_test, y_test, 3, choice.epochs, choice.lr, 16, 0.0, seed=0)
+    assert top1 == again and torch.equal(pred, pred_again)

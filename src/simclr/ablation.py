@@ -34,12 +34,11 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from simclr.core.atomic import write_text_atomic
-from simclr.core.config import Params, augment_pair_ops, describe_ops, training_param_keys
+from simclr.core.config import Params, SectionReads, augment_pair_ops, describe_ops, training_param_keys
 from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
@@ -64,12 +63,8 @@ def point_params(params: Params, point: Point) -> Params:
 
 
 # What a point's probes read of linear_eval: the fixed probe (no choice is made at a point, so
-# neither val_fraction nor search). run_point reads linear_eval through point_probe only.
-POINT_PROBE = ("epochs", "lr", "batch_size", "weight_decay", "knn_k", "knn_temperature")
-
-
-def point_probe(p: Params) -> SimpleNamespace:
-    return SimpleNamespace(**{k: getattr(p.linear_eval, k) for k in POINT_PROBE})
+# neither val_fraction nor search). run_point reads linear_eval through POINT_PROBE.view only.
+POINT_PROBE = SectionReads("linear_eval", ("epochs", "lr", "batch_size", "weight_decay", "knn_k", "knn_temperature"))
 
 
 # The keys of pretrain / linear_eval that point_params sets itself: not a point's dependencies.
@@ -81,7 +76,7 @@ def point_param_keys() -> list[str]:
     """The params.yaml keys a point depends on: the ablation stages' params in dvc.yaml."""
     trains = [k.removeprefix("pretrain.") for k in training_param_keys() if k.startswith("pretrain.")]
     pretrain_keys = [f"pretrain.{k}" for k in trains if k not in POINT_OVERRIDES["pretrain"]]
-    linear_eval = [f"linear_eval.{k}" for k in POINT_PROBE if k not in POINT_OVERRIDES["linear_eval"]]
+    linear_eval = POINT_PROBE.param_keys(leave=POINT_OVERRIDES["linear_eval"])
     # not `seed` nor ablation.epochs / seeds: a point's own budget and seed are in its command
     return ["model", "data.image_size", "data.pretrain_on", "ablation.warmup_epochs",
             "ablation.train_images", "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
@@ -109,7 +104,7 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
     model = model.to(device)
     h_train, z_train = extract_features(model, data.train.x, device)
     h_test, z_test = extract_features(model, data.test.x, device)
-    le = point_probe(p)
+    le = POINT_PROBE.view(p)
 
     def probe(train, test):
         top1, _ = linear_probe(train, data.train.y, test, data.test.y, data.num_classes, le.epochs, le.lr,

@@ -22,6 +22,7 @@ import json
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.augment import AugmentPolicy, to_float
-from simclr.core.config import FinetuneParams, LinearEvalParams, Params, parse_augment
+from simclr.core.config import FinetuneParams, Params, SectionReads, parse_augment
 from simclr.core.data import ImageRows, class_balanced_rows, load_prepared
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
@@ -41,13 +42,14 @@ from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.validation import Fraction, check_value
 
 FINETUNE_AUGMENT = "crop-flip"  # the paper's only fine-tuning augmentation
-PROBE_KEYS = ("epochs", "lr", "batch_size", "weight_decay")  # the linear_eval keys the linear probe reads
+# The linear_eval keys the linear baseline reads (through PROBE.view only).
+PROBE = SectionReads("linear_eval", ("epochs", "lr", "batch_size", "weight_decay"))
 
 
 def finetune_param_keys() -> list[str]:
     """The params.yaml keys a finetune point depends on (not the list of fractions): its params in dvc.yaml."""
     return (["seed"] + [f"finetune.{k}" for k in FinetuneParams.model_fields if k != "label_fractions"]
-            + [f"linear_eval.{k}" for k in PROBE_KEYS])
+            + PROBE.param_keys())
 
 
 def parse_fraction(raw: str) -> float:
@@ -117,7 +119,7 @@ def top1(net: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device, bat
     return 100.0 * correct / len(x)
 
 
-def probe_top1(model: SimCLRModel, x: ImageRows | np.ndarray, y: np.ndarray, data, le: LinearEvalParams, seed: int,
+def probe_top1(model: SimCLRModel, x: ImageRows | np.ndarray, y: np.ndarray, data, le: SimpleNamespace, seed: int,
                device: torch.device) -> float:
     h_train, _ = extract_features(model, x, device)
     h_test, _ = extract_features(model, data.test.x, device)
@@ -140,7 +142,7 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     log(f"finetune: label fraction {fraction}: {len(rows)} labelled images of {len(data.train.y)} "
         f"({data.num_classes} classes), {ft.steps} steps of batch {min(ft.batch_size, len(rows))}")
 
-    linear = probe_top1(pretrained.to(device), x, y, data, params.linear_eval, seed, device)
+    linear = probe_top1(pretrained.to(device), x, y, data, PROBE.view(params), seed, device)
     torch.manual_seed(seed)  # the new linear layer's init
     tuned = train_classifier(Classifier(pretrained.encoder, data.num_classes), x, y, ft, seed, device)
     finetuned = top1(tuned, data.test.x, data.test.y, device)

@@ -5,7 +5,7 @@ every gain is read against).
 The probe's settings are chosen, not assumed: ``linear_eval.val_fraction`` of each class of the
 labelled train split is held out (seeded, :func:`simclr.core.data.validation_split`), every
 combination of ``linear_eval.search`` (epochs x lr x weight decay) is trained on the rest and scored
-on it, and the best on validation is trained again and scored on the test split once. Each
+on it, and the best on validation (that same trained probe) is scored on the test split once. Each
 representation (h, z, random init) gets its own choice, so no baseline is held to a setting tuned
 for another. The kNN bank is the same probe-train rows.
 """
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from simclr.core.atomic import write_text_atomic
-from simclr.core.config import Params
+from simclr.core.config import Params, SectionReads
 from simclr.core.data import load_prepared, validation_split
-from simclr.core.evaluate import extract_features, knn_top1, linear_probe
+from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
 from simclr.core.model import SimCLRModel, load_encoder
 from simclr.core.runtime import configure_cpu
 
@@ -39,18 +39,14 @@ class LinearEvalPaths:
     confusion: Path
 
 
-# What the stage reads of linear_eval (it reads it through `stage_settings` only): not the fixed
+# What the stage reads of linear_eval (it reads it through `READS.view` only): not the fixed
 # probe's epochs / lr / weight_decay, which the ablation points and finetune use.
-READS = ("batch_size", "knn_k", "knn_temperature", "val_fraction", "search")
-
-
-def stage_settings(params: Params) -> SimpleNamespace:
-    return SimpleNamespace(**{k: getattr(params.linear_eval, k) for k in READS})
+READS = SectionReads("linear_eval", ("batch_size", "knn_k", "knn_temperature", "val_fraction", "search"))
 
 
 def linear_eval_param_keys() -> list[str]:
     """The params.yaml keys the linear_eval stage depends on: its params in dvc.yaml."""
-    return ["seed"] + [f"linear_eval.{k}" for k in READS]
+    return ["seed", *READS.param_keys()]
 
 
 @dataclass(frozen=True)
@@ -64,19 +60,21 @@ class ProbeChoice:
 
 
 def choose_probe(x_fit: torch.Tensor, y_fit: np.ndarray, x_val: torch.Tensor, y_val: np.ndarray, num_classes: int,
-                 le: SimpleNamespace, seed: int) -> tuple[ProbeChoice, float]:
-    """The ``le.search`` combination with the best validation top-1 (the first listed on a tie), and that top-1."""
-    best: tuple[ProbeChoice, float] | None = None
+                 le: SimpleNamespace, seed: int) -> tuple[ProbeChoice, float, LinearProbe]:
+    """The ``le.search`` combination with the best validation top-1 (the first listed on a tie), that
+    top-1 and its trained probe (kept, so the test split is scored without training it again)."""
+    best: tuple[ProbeChoice, float, LinearProbe] | None = None
     for epochs, lr, wd in itertools.product(le.search.epochs, le.search.lr, le.search.weight_decay):
-        top1, _ = linear_probe(x_fit, y_fit, x_val, y_val, num_classes, epochs, lr, le.batch_size, wd, seed=seed)
+        probe = train_linear_probe(x_fit, y_fit, num_classes, epochs, lr, le.batch_size, wd, seed=seed)
+        top1, _ = probe.top1(x_val, y_val)
         if best is None or top1 > best[1]:
-            best = (ProbeChoice(epochs, lr, wd), top1)
+            best = (ProbeChoice(epochs, lr, wd), top1, probe)
     assert best is not None  # search lists are non-empty (params validation)
     return best
 
 
 def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
-    le = stage_settings(params)
+    le = READS.view(params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         configure_cpu(1)
@@ -89,10 +87,9 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     def evaluate(train_feats: torch.Tensor, test_feats: torch.Tensor, name: str):
         """(choice, val top-1, test top-1, test predictions) for one representation of the train split."""
         x_fit, x_val = train_feats[torch.as_tensor(fit)], train_feats[torch.as_tensor(val)]
-        choice, val_top1 = choose_probe(x_fit, y_fit, x_val, y_val, data.num_classes, le, params.seed)
+        choice, val_top1, probe = choose_probe(x_fit, y_fit, x_val, y_val, data.num_classes, le, params.seed)
         log(f"linear_eval: {name}: probe {choice} chosen on validation ({val_top1:.2f}%)")
-        top1, pred = linear_probe(x_fit, y_fit, test_feats, data.test.y, data.num_classes, choice.epochs, choice.lr,
-                                  le.batch_size, choice.weight_decay, seed=params.seed)
+        top1, pred = probe.top1(test_feats, data.test.y)
         return choice, val_top1, top1, pred
 
     def knn(train_feats: torch.Tensor, test_feats: torch.Tensor) -> float:

@@ -10,14 +10,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it to ``path``."""
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it to ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's 0600: outputs are shared through a DVC cache and read by other users."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 import annotated_types as at
@@ -408,10 +409,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def dotted(d: Any, depth: int | None = None, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys, ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, values untouched;
+    mappings below ``depth`` levels of keys (and empty ones) stay one value."""
+    if not isinstance(d, dict) or not d or depth == 0:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(dotted(v, None if depth is None else depth - 1, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
 def value_at(params: BaseModel, key: str) -> Any:
     for part in key.split("."):
         params = getattr(params, part)
     return params
+
+
+@dataclass(frozen=True)
+class SectionReads:
+    """The keys of one params section that a consumer reads, declared once: the consumer reads the
+    section only through :meth:`view`, and its dvc.yaml params come from :meth:`param_keys`, so the
+    two cannot drift (a key it reads but does not depend on would be a stale result)."""
+
+    section: str
+    keys: tuple[str, ...]
+
+    def view(self, params: Params) -> SimpleNamespace:
+        part = getattr(params, self.section)
+        return SimpleNamespace(**{k: getattr(part, k) for k in self.keys})
+
+    def param_keys(self, leave: tuple[str, ...] = ()) -> list[str]:
+        """The dotted params.yaml keys, less ``leave`` (keys the consumer sets itself)."""
+        return [f"{self.section}.{k}" for k in self.keys if k not in leave]
 
 
 def training_param_keys() -> list[str]:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,15 +58,29 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, num_classes, k=
     return 100.0 * (pred == torch.as_tensor(test_labels).long()).float().mean().item()
 
 
-def linear_probe(train_feats: torch.Tensor, train_labels, test_feats: torch.Tensor, test_labels,
-                 num_classes: int, epochs: int = 100, lr: float = 1e-3, batch_size: int = 256,
-                 weight_decay: float = 1e-5, seed: int = 0) -> tuple[float, torch.Tensor]:
-    """Train a linear classifier on frozen features; returns (test top-1 %, test predictions)."""
+@dataclass(frozen=True)
+class LinearProbe:
+    """A linear layer trained on frozen features, with the train split's standardisation."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    clf: nn.Linear
+
+    @torch.no_grad()
+    def top1(self, feats: torch.Tensor, labels) -> tuple[float, torch.Tensor]:
+        """(top-1 % on ``feats``, their predictions)."""
+        pred = self.clf((feats - self.mean) / self.std).argmax(dim=1)
+        return 100.0 * (pred == torch.as_tensor(np.asarray(labels)).long()).float().mean().item(), pred
+
+
+def train_linear_probe(train_feats: torch.Tensor, train_labels, num_classes: int, epochs: int = 100,
+                       lr: float = 1e-3, batch_size: int = 256, weight_decay: float = 1e-5,
+                       seed: int = 0) -> LinearProbe:
+    """Standardise with the train statistics, then train one linear layer (Adam, cosine lr, seeded)."""
     gen = torch.Generator().manual_seed(seed)
     y_train = torch.as_tensor(np.asarray(train_labels)).long()
-    y_test = torch.as_tensor(np.asarray(test_labels)).long()
     mean, std = train_feats.mean(0), train_feats.std(0).clamp_min(1e-6)
-    x_train, x_test = (train_feats - mean) / std, (test_feats - mean) / std
+    x_train = (train_feats - mean) / std
     clf = nn.Linear(x_train.shape[1], num_classes)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -84,6 +99,12 @@ def linear_probe(train_feats: torch.Tensor, train_labels, test_feats: torch.Tens
             loss.backward()
             opt.step()
             sched.step()
-    with torch.no_grad():
-        pred = clf(x_test).argmax(dim=1)
-    return 100.0 * (pred == y_test).float().mean().item(), pred
+    return LinearProbe(mean, std, clf)
+
+
+def linear_probe(train_feats: torch.Tensor, train_labels, test_feats: torch.Tensor, test_labels,
+                 num_classes: int, epochs: int = 100, lr: float = 1e-3, batch_size: int = 256,
+                 weight_decay: float = 1e-5, seed: int = 0) -> tuple[float, torch.Tensor]:
+    """Train a linear classifier on frozen features; returns (test top-1 %, test predictions)."""
+    probe = train_linear_probe(train_feats, train_labels, num_classes, epochs, lr, batch_size, weight_decay, seed)
+    return probe.top1(test_feats, test_labels)

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from simclr.core.config import dotted
 from simclr.core.errors import SimCLRError
 
 TRACKERS = ("dvclive", "tensorboard", "wandb")  # each is also the package it needs (pyproject extras)
@@ -77,12 +78,6 @@ def log_epoch(accelerator, row: dict) -> None:
     accelerator.log(values, step=row["epoch"])
 
 
-def flat_config(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
+def flat_config(config: dict) -> dict[str, bool | int | float | str]:
     """Nested params as dotted scalar keys: TensorBoard's hparams take scalars only."""
-    flat: dict[str, bool | int | float | str] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return flat
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in dotted(config).items()}

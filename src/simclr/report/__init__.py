@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from simclr.core.atomic import write_text_atomic
-from simclr.core.config import Params, describe_ops
+from simclr.core.config import Params, describe_ops, dotted
 from simclr.core.errors import SimCLRError
 from simclr.core.grids import GRIDS, budgets, read_points
 from simclr.report.figures import (
@@ -320,13 +320,6 @@ def _read_csv(path: Path, dtype=None) -> pd.DataFrame:
     return pd.read_csv(path, dtype=dtype, keep_default_na=dtype is None)  # text: a class "NA" stays "NA"
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+def _flatten(d: dict) -> dict[str, str]:
     """Dotted keys two levels deep (``ablation.base`` stays one cell); lists and mappings as JSON."""
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and prefix.count(".") < 1:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, (dict, list)) else str(v)
-    return out
+    return {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in dotted(d, depth=2).items()}

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from simclr.core.config import Params
+from simclr.core.config import Params, dotted
 from simclr.core.errors import SimCLRError
 
 
@@ -39,7 +38,7 @@ def metric_keys(repo: Path, files: tuple[str, ...]) -> dict[str, list[str]]:
     for name in files:
         path = repo / name
         try:
-            keys[name] = list(_flatten(json.loads(path.read_text())))
+            keys[name] = list(dotted(json.loads(path.read_text())))
         except (OSError, json.JSONDecodeError) as exc:
             raise SimCLRError(f"{path} cannot be read ({type(exc).__name__}); run `dvc repro` or name another "
                               "file with --metrics") from None
@@ -73,11 +72,3 @@ def experiments_table(rows: list[dict], metrics: dict[str, list[str]], all_param
     return out.rename(columns=lambda c: c.removeprefix("param:"))
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out.update(_flatten(v, key) if isinstance(v, dict) and v else {key: v})
-    return out

@@ -70,6 +70,11 @@ class Estimate:
         return f"{self.mean:.1f} ± {self.half:.1f}"
 
     @property
+    def signed(self) -> str:
+        """As a difference reads: the mean with its sign, ``+2.3 ± 1.5``."""
+        return f"{self.mean:+.1f} ± {self.half:.1f}"
+
+    @property
     def verdict(self) -> str:
         """For a difference a − b: a > b beyond the interval, a < b beyond it, or cannot tell."""
         if self.mean - self.half > 0:
@@ -126,7 +131,7 @@ def combined_verdict(verdicts: list[str]) -> str:
 def _gap(a: PerSeed | float, b: PerSeed | float, n: int) -> str:
     g = paired_gap(a, b, n)
     over = f" over {g.seeds} seeds" if g.seeds > 1 else ""
-    return f"{g.mean:+.1f} ± {g.half:.1f} points, 95% interval{over}"
+    return f"{g.signed} points, 95% interval{over}"
 
 
 def seeds_of(row, col: str) -> PerSeed | float:
@@ -335,7 +340,7 @@ def _claim(by: pd.DataFrame, a: str, b: str, n: int) -> str:
     """How `a > b` fares: holds, within noise, or reversed (with the gap in points)."""
     g = paired_gap(seeds_of(by.loc[a], "top1_h"), seeds_of(by.loc[b], "top1_h"), n)
     status = {CANNOT_TELL: "within noise", REPRODUCED: "holds", NOT_REPRODUCED: "is reversed"}[g.verdict]
-    return f"{a} > {b} {status} ({g.mean:+.1f} ± {g.half:.1f} points)"
+    return f"{a} > {b} {status} ({g.signed} points)"
 
 
 def read_heads(df: pd.DataFrame, n: int) -> str:
@@ -349,7 +354,7 @@ def read_heads(df: pd.DataFrame, n: int) -> str:
         text += "Against the paper's order (nonlinear > linear > none, Figure 8): " + ", ".join(claims) + ". "
     gaps = [(h, paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n)) for h in present if h != "none"]
     if gaps:
-        text += ("h minus g(h): " + ", ".join(f"{h} {g.mean:+.1f} ± {g.half:.1f} points" for h, g in gaps)
+        text += ("h minus g(h): " + ", ".join(f"{h} {g.signed} points" for h, g in gaps)
                  + "; the paper finds the layer before the head much better (over 10 points): ")
         verdict = combined_verdict([g.verdict for _, g in gaps])
         text += {REPRODUCED: "at the ablation budget this run agrees.",
@@ -382,7 +387,7 @@ def head_gap_finding(df: pd.DataFrame, n: int) -> Finding | None:
     gaps = {h: paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n) for h in heads}
     return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
                    combined_verdict([g.verdict for g in gaps.values()]),
-                   ", ".join(f"{h} head: h − g(h) {g.mean:+.1f} ± {g.half:.1f} points" for h, g in gaps.items()))
+                   ", ".join(f"{h} head: h − g(h) {g.signed} points" for h, g in gaps.items()))
 
 
 def budget_gaps(heads: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -403,7 +408,7 @@ def read_budgets(temperatures: pd.DataFrame | None, heads: pd.DataFrame | None, 
         if "top1_z" in temperatures:  # the head's cost depends on τ too: h − g(h) per τ at the longest budget
             last = at_budget(temperatures, max(temperatures["epochs"]))
             parts.append(f"h − g(h) by τ after {max(temperatures['epochs'])} epochs: " + ", ".join(
-                f"τ {r['temperature']} {g.mean:+.1f} ± {g.half:.1f}" for _, r in last.iterrows()
+                f"τ {r['temperature']} {g.signed}" for _, r in last.iterrows()
                 for g in [paired_gap(seeds_of(r, "top1_h"), seeds_of(r, "top1_z"), n)]))
     if heads is not None and len(heads):
         gaps = budget_gaps(heads, n)
