@@ -130,3 +130,19 @@ def test_the_lock_is_released_by_the_kernel_when_its_process_dies(tmp_path):
     fd = os.open(tmp_path / "abc" / "lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # would raise if a stale lock remained
     os.close(fd)
+
+
+def test_atomic_writes_give_the_mode_a_plain_write_gives(tmp_path):
+    """mkstemp's 0600 would make outputs unreadable to others sharing the DVC cache."""
+    from simclr.core import atomic
+
+    for mask in (0o022, 0o077):
+        old = atomic._UMASK
+        atomic._UMASK = mask
+        try:
+            atomic.write_text_atomic(tmp_path / "out.json", "{}")
+            atomic.torch_save_atomic({"w": torch.zeros(1)}, tmp_path / "out.pt")
+        finally:
+            atomic._UMASK = old
+        assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~mask
+        assert (tmp_path / "out.pt").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -167,3 +167,13 @@ def test_the_stage_modules_do_not_import_each_other_the_wrong_way():
     report = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "src/simclr/report/__init__.py")}
     assert not report & {"src/simclr/pretrain.py", "src/simclr/ablation.py", "src/simclr/linear_eval.py"}
     assert Path(ROOT / "src/simclr/report/readings.py").read_text().count("matplotlib") == 0
+
+
+@pytest.mark.parametrize("module", ["ablation", "finetune", "linear_eval"])
+def test_linear_eval_keys_are_read_only_through_the_declared_view(module):
+    """A direct ``params.linear_eval.X`` would read a key the stage may not depend on: a stale result."""
+    import ast
+
+    tree = ast.parse((ROOT / f"src/simclr/{module}.py").read_text())
+    direct = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "linear_eval"]
+    assert not direct, f"src/simclr/{module}.py reads .linear_eval directly at lines {direct}; use its SectionReads"

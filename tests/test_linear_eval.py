@@ -10,7 +10,7 @@ import yaml
 from support import prepared_project, run, stage_command
 
 from simclr.core.data import load_prepared, validation_split
-from simclr.core.evaluate import linear_probe
+from simclr.core.evaluate import linear_probe, train_linear_probe
 from simclr.finetune import labelled_subset
 from simclr.linear_eval import choose_probe
 
@@ -60,12 +60,17 @@ def test_the_test_split_is_scored_by_the_very_probe_chosen_on_validation():
     y = torch.arange(120) % 3
     x = torch.randn(120, 8, generator=gen) + 1.5 * torch.nn.functional.one_hot(y, 8).float()
     x_fit, y_fit, x_val, y_val, x_test, y_test = x[:60], y[:60], x[60:90], y[60:90], x[90:], y[90:]
-    le = SimpleNamespace(batch_size=16, search=SimpleNamespace(epochs=[1, 5], lr=[0.001, 0.05], weight_decay=[0.0]))
+    # listed so the best is not the last one trained: keeping the last probe would show
+    grid = {"epochs": [5, 1], "lr": [0.05, 0.001]}
+    le = SimpleNamespace(batch_size=16, search=SimpleNamespace(**grid, weight_decay=[0.0]))
     choice, val_top1, probe = choose_probe(x_fit, y_fit.numpy(), x_val, y_val.numpy(), 3, le, seed=0)
     scores = {(e, lr): linear_probe(x_fit, y_fit, x_val, y_val, 3, e, lr, 16, 0.0, seed=0)[0]
-              for e in (1, 5) for lr in (0.001, 0.05)}
+              for e in grid["epochs"] for lr in grid["lr"]}
     assert val_top1 == max(scores.values()) == scores[(choice.epochs, choice.lr)]
+    assert (choice.epochs, choice.lr) != (1, 0.001)
     # what the stage reports on test is what training the chosen setting afresh gives, bit for bit
+    fresh = train_linear_probe(x_fit, y_fit, 3, choice.epochs, choice.lr, 16, 0.0, seed=0)
+    assert torch.equal(probe.clf.weight, fresh.clf.weight) and torch.equal(probe.clf.bias, fresh.clf.bias)
     top1, pred = probe.top1(x_test, y_test)
     again, pred_again = linear_probe(x_fit, y_fit, x_test, y_test, 3, choice.epochs, choice.lr, 16, 0.0, seed=0)
     assert top1 == again and torch.equal(pred, pred_again)

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from support import ROOT, run, stage_command
 
-from simclr.core.config import ParamsError, load_params, validate
+from simclr.core.config import ParamsError, dotted, load_params, validate
 
 
 def default_raw():
@@ -103,3 +103,10 @@ def test_every_preset_is_valid_and_complete(preset):
     shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(yaml.safe_load(preset.read_text())) == set(shipped)  # a full params.yaml, copyable as is
     assert p.data.source in ("cifar10", "stl10")  # a real dataset, not the embedded sample
+
+
+def test_dotted_keys_flatten_to_the_depth_asked():
+    nested = {"a": {"b": 1, "c": {"d": [2]}}, "e": "x", "f": {}}
+    assert dotted(nested) == {"a.b": 1, "a.c.d": [2], "e": "x", "f": {}}
+    assert dotted(nested, depth=2) == {"a.b": 1, "a.c": {"d": [2]}, "e": "x", "f": {}}
+    assert dotted({}) == {}

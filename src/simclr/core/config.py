@@ -411,7 +411,9 @@ def _plain(value: Any) -> Any:
 
 def dotted(d: Any, depth: int | None = None, prefix: str = "") -> dict[str, Any]:
     """A nested mapping as dotted keys, ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, values untouched;
-    mappings below ``depth`` levels of keys (and empty ones) stay one value."""
+    mappings below ``depth`` levels of keys, and empty ones inside, stay one value (``{}`` gives ``{}``)."""
+    if isinstance(d, dict) and not d and not prefix:
+        return {}
     if not isinstance(d, dict) or not d or depth == 0:
         return {prefix: d}
     out: dict[str, Any] = {}

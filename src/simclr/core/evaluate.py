@@ -58,7 +58,7 @@ def knn_top1(train_feats, train_labels, test_feats, test_labels, num_classes, k=
     return 100.0 * (pred == torch.as_tensor(test_labels).long()).float().mean().item()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearProbe:
     """A linear layer trained on frozen features, with the train split's standardisation."""
 
