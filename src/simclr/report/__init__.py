@@ -32,6 +32,7 @@ from simclr.report.figures import (
 from simclr.report.readings import (
     Finding,
     at_budget,
+    augment_cell,
     augment_finding,
     augment_matrix,
     augment_shown,
@@ -227,8 +228,8 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
         if kind == "augment":
             table = augment_matrix(results[kind])
             findings.extend(_at(f, epochs[0], seeds) for f in [augment_finding(table, n)] if f)
-            grids[kind] = pd.DataFrame([(str(v), table.loc[str(v).split("+")[0], str(v).split("+")[-1]])
-                                        for v in ab.augment_pairs], columns=["point", "top1"])
+            grids[kind] = pd.DataFrame([(str(v), table.loc[augment_cell(v)]) for v in ab.augment_pairs],
+                                       columns=["point", "top1"])
             plot_augment(table, figures / name)
             sections.append(Section("Ablation: augmentation pairs", [
                 "Ops on one branch only, the other view is the image (the paper's asymmetric setting); each cell is the "

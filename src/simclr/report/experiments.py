@@ -70,5 +70,3 @@ def experiments_table(rows: list[dict], metrics: dict[str, list[str]], all_param
     out = df[["experiment", "baseline", *differing, *metric_cols]]
     out = out.astype(object).where(out.notna(), "").map(lambda v: f"{v:.4g}" if isinstance(v, float) else v)
     return out.rename(columns=lambda c: c.removeprefix("param:"))
-
-

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from simclr.core.config import Params
-from simclr.report.readings import HEAD_ORDER, estimate, seeds_of
+from simclr.report.readings import HEAD_ORDER, estimates
 
 
 def _plt():
@@ -108,7 +108,7 @@ def _with_intervals(df: pd.DataFrame, columns: list[str], n: int) -> pd.DataFram
     """The grid table with each column's mean and 95% half-width over seeds (``<col>_half``)."""
     out = df.copy()
     for col in columns:
-        est = [estimate(seeds_of(r, col), n) for _, r in df.iterrows()]
+        est = estimates(df, col, n)
         out[col], out[f"{col}_half"] = [e.mean for e in est], [e.half for e in est]
     return out
 

@@ -128,8 +128,7 @@ def combined_verdict(verdicts: list[str]) -> str:
     return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else CANNOT_TELL
 
 
-def _gap(a: PerSeed | float, b: PerSeed | float, n: int) -> str:
-    g = paired_gap(a, b, n)
+def _gap(g: Estimate) -> str:
     over = f" over {g.seeds} seeds" if g.seeds > 1 else ""
     return f"{g.signed} points, 95% interval{over}"
 
@@ -140,13 +139,28 @@ def seeds_of(row, col: str) -> PerSeed | float:
     return seeds if isinstance(seeds, dict) else row[col]
 
 
+def estimates(df: pd.DataFrame, col: str, n: int) -> list[Estimate]:
+    """Each row's ``col`` as the mean over seeds with its 95% interval."""
+    return [estimate(seeds_of(r, col), n) for _, r in df.iterrows()]
+
+
+def row_gap(a, b, n: int) -> Estimate:
+    """Linear top-1 on h of table row ``a`` minus that of row ``b``, paired by seed."""
+    return paired_gap(seeds_of(a, "top1_h"), seeds_of(b, "top1_h"), n)
+
+
+def h_minus_gh(row, n: int) -> Estimate:
+    """A table row's top-1 on h minus on z = g(h), paired by seed: what the projection head costs."""
+    return paired_gap(seeds_of(row, "top1_h"), seeds_of(row, "top1_z"), n)
+
+
 def read_gain(le: dict, n: int) -> str:
     gain = le["top1_h"] - le["random_init_top1"]
     verdict = ("did not beat the random-init features" if gain <= 0 else
                "is within the test-set noise of the random-init features" if not beyond_noise(le["top1_h"], le["random_init_top1"], n)
                else "learned useful features")
     return (f"The linear probe on the pretrained h reaches {le['top1_h']:.1f}% top-1 against {le['random_init_top1']:.1f}% "
-            f"for the same architecture at random init ({_gap(le['top1_h'], le['random_init_top1'], n)}): "
+            f"for the same architecture at random init ({_gap(paired_gap(le['top1_h'], le['random_init_top1'], n))}): "
             f"pretraining {verdict}.")
 
 
@@ -154,9 +168,9 @@ def h_vs_gh_finding(le: dict, head: str, n: int) -> Finding | None:
     """The run's own probes on h and on z = g(h) (None with head `none`: z = h)."""
     if head == "none":
         return None
+    g = paired_gap(le["top1_h"], le["top1_z"], n)
     return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
-                   gap_verdict(le["top1_h"], le["top1_z"], n),
-                   f"h {le['top1_h']:.1f}% vs g(h) {le['top1_z']:.1f}% ({_gap(le['top1_h'], le['top1_z'], n)})")
+                   g.verdict, f"h {le['top1_h']:.1f}% vs g(h) {le['top1_z']:.1f}% ({_gap(g)})")
 
 
 def read_head(le: dict, head: str, n: int) -> str:
@@ -166,16 +180,16 @@ def read_head(le: dict, head: str, n: int) -> str:
     says = {REPRODUCED: "agrees with", NOT_REPRODUCED: "contradicts",
             CANNOT_TELL: "cannot tell, within the test-set noise, whether it agrees with"}[f.verdict]
     return (f"The probe on h scores {le['top1_h']:.1f}% and on z = g(h) {le['top1_z']:.1f}% "
-            f"({_gap(le['top1_h'], le['top1_z'], n)}); this run {says} the paper's finding that the layer before the "
+            f"({_gap(paired_gap(le['top1_h'], le['top1_z'], n))}); this run {says} the paper's finding that the layer before the "
             "projection head is the better representation.")
 
 
 def finetune_finding(df: pd.DataFrame, n: int) -> Finding:
-    verdict = combined_verdict([gap_verdict(r["finetune_top1"], r["scratch_top1"], n) for _, r in df.iterrows()])
+    gaps = [(r, paired_gap(r["finetune_top1"], r["scratch_top1"], n)) for _, r in df.iterrows()]
     return Finding("with few labels, fine-tuning the pretrained network beats training it from scratch (Table 7)",
-                   verdict, "; ".join(f"{r['label_fraction'] * 100:g}% of labels: {r['finetune_top1']:.1f}% vs "
-                                      f"{r['scratch_top1']:.1f}% ({_gap(r['finetune_top1'], r['scratch_top1'], n)})"
-                                      for _, r in df.iterrows()))
+                   combined_verdict([g.verdict for _, g in gaps]),
+                   "; ".join(f"{r['label_fraction'] * 100:g}% of labels: {r['finetune_top1']:.1f}% vs "
+                             f"{r['scratch_top1']:.1f}% ({_gap(g)})" for r, g in gaps))
 
 
 def read_curves(history: pd.DataFrame) -> str:
@@ -276,7 +290,7 @@ def shown_table(df: pd.DataFrame, kind: str, columns: list[str], n: int) -> pd.D
     out = df[[kind, "epochs", "seeds"]].copy()
     for col in columns:
         if col.startswith("top1") or col.endswith("top1"):
-            out[col] = [str(estimate(seeds_of(r, col), n)) for _, r in df.iterrows()]
+            out[col] = [str(e) for e in estimates(df, col, n)]
         else:
             out[col] = [f"{v:.4g}" for v in df[col]]
     out["note"] = df["note"]
@@ -287,13 +301,18 @@ def at_budget(df: pd.DataFrame, epochs: int) -> pd.DataFrame:
     return df[df["epochs"] == epochs].reset_index(drop=True)
 
 
+def augment_cell(pair) -> tuple[str, str]:
+    """(first op, second op) of an augment point: a single op is its own pair, the diagonal."""
+    ops = str(pair).split("+")
+    return ops[0], ops[-1]
+
+
 def augment_matrix(rows: list[dict]) -> pd.DataFrame:
     """Linear top-1 on h by (first op, second op), the mean over seeds; a single op sits on the diagonal
     (Figure 5). The per-seed values of each cell are in ``table.attrs["seeds"]`` for the readings."""
     seeds: dict[tuple[str, str], dict] = {}
     for r in rows:
-        ops = str(r["value"]).split("+")
-        seeds.setdefault((ops[0], ops[-1]), {})[r.get("seed", 0)] = r["top1_h"]
+        seeds.setdefault(augment_cell(r["value"]), {})[r.get("seed", 0)] = r["top1_h"]
     names = [op for op in FIGURE5_OPS if any(op in key for key in seeds)]
     table = pd.DataFrame(np.nan, index=names, columns=names)
     for (first, second), per_seed in seeds.items():
@@ -314,10 +333,10 @@ def temperature_finding(df: pd.DataFrame, n: int) -> Finding:
         return Finding(claim, CANNOT_TELL, "fewer than three temperatures in the grid")
     at_edge = df["temperature"].isin([df["temperature"].min(), df["temperature"].max()])
     inside, edge = df[~at_edge].loc[lambda d: d["top1_h"].idxmax()], df[at_edge].loc[lambda d: d["top1_h"].idxmax()]
-    a, b = seeds_of(inside, "top1_h"), seeds_of(edge, "top1_h")
-    return Finding(claim, gap_verdict(a, b, n),
+    g = row_gap(inside, edge, n)
+    return Finding(claim, g.verdict,
                    f"best inside the grid τ = {inside['temperature']} ({inside['top1_h']:.1f}%) vs best at an edge "
-                   f"τ = {edge['temperature']} ({edge['top1_h']:.1f}%; {_gap(a, b, n)})")
+                   f"τ = {edge['temperature']} ({edge['top1_h']:.1f}%; {_gap(g)})")
 
 
 def read_temperature(df: pd.DataFrame, n: int) -> str:
@@ -338,7 +357,7 @@ def read_temperature(df: pd.DataFrame, n: int) -> str:
 
 def _claim(by: pd.DataFrame, a: str, b: str, n: int) -> str:
     """How `a > b` fares: holds, within noise, or reversed (with the gap in points)."""
-    g = paired_gap(seeds_of(by.loc[a], "top1_h"), seeds_of(by.loc[b], "top1_h"), n)
+    g = row_gap(by.loc[a], by.loc[b], n)
     status = {CANNOT_TELL: "within noise", REPRODUCED: "holds", NOT_REPRODUCED: "is reversed"}[g.verdict]
     return f"{a} > {b} {status} ({g.signed} points)"
 
@@ -352,7 +371,7 @@ def read_heads(df: pd.DataFrame, n: int) -> str:
     if len(chain) >= 2:
         claims = [_claim(by, a, b, n) for a, b in zip(chain, chain[1:])]
         text += "Against the paper's order (nonlinear > linear > none, Figure 8): " + ", ".join(claims) + ". "
-    gaps = [(h, paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n)) for h in present if h != "none"]
+    gaps = [(h, h_minus_gh(by.loc[h], n)) for h in present if h != "none"]
     if gaps:
         text += ("h minus g(h): " + ", ".join(f"{h} {g.signed} points" for h, g in gaps)
                  + "; the paper finds the layer before the head much better (over 10 points): ")
@@ -369,13 +388,11 @@ def head_order_finding(df: pd.DataFrame, n: int) -> Finding | None:
     chain = [h for h in ("mlp", "linear", "none") if h in by.index]
     if len(chain) < 2:
         return None
-    pairs = list(zip(chain, chain[1:]))
-    verdict = combined_verdict([gap_verdict(seeds_of(by.loc[a], "top1_h"), seeds_of(by.loc[b], "top1_h"), n) for a, b in pairs])
+    gaps = [(a, b, row_gap(by.loc[a], by.loc[b], n)) for a, b in zip(chain, chain[1:])]
     names = {"mlp": "a nonlinear projection head", "linear": "a linear head", "none": "no head"}
     claim = " beats ".join(names[h] for h in chain) + " (Figure 8" + ("" if len(chain) == 3 else ", in part") + ")"
-    return Finding(claim, verdict,
-                   ", ".join(f"{a} vs {b}: {_gap(seeds_of(by.loc[a], 'top1_h'), seeds_of(by.loc[b], 'top1_h'), n)}"
-                             for a, b in pairs))
+    return Finding(claim, combined_verdict([g.verdict for _, _, g in gaps]),
+                   ", ".join(f"{a} vs {b}: {_gap(g)}" for a, b, g in gaps))
 
 
 def head_gap_finding(df: pd.DataFrame, n: int) -> Finding | None:
@@ -384,7 +401,7 @@ def head_gap_finding(df: pd.DataFrame, n: int) -> Finding | None:
     heads = [h for h in ("linear", "mlp") if h in by.index]
     if not heads:
         return None
-    gaps = {h: paired_gap(seeds_of(by.loc[h], "top1_h"), seeds_of(by.loc[h], "top1_z"), n) for h in heads}
+    gaps = {h: h_minus_gh(by.loc[h], n) for h in heads}
     return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
                    combined_verdict([g.verdict for g in gaps.values()]),
                    ", ".join(f"{h} head: h − g(h) {g.signed} points" for h, g in gaps.items()))
@@ -393,7 +410,7 @@ def head_gap_finding(df: pd.DataFrame, n: int) -> Finding | None:
 def budget_gaps(heads: pd.DataFrame, n: int) -> pd.DataFrame:
     """h − g(h) per head and budget with its 95% interval: the data of the budget figure."""
     rows = [(r["head"], r["epochs"], g.mean, g.half) for _, r in heads.iterrows() if r["head"] != "none"
-            for g in [paired_gap(seeds_of(r, "top1_h"), seeds_of(r, "top1_z"), n)]]
+            for g in [h_minus_gh(r, n)]]
     return pd.DataFrame(rows, columns=["head", "epochs", "gap", "half"])
 
 
@@ -408,8 +425,7 @@ def read_budgets(temperatures: pd.DataFrame | None, heads: pd.DataFrame | None, 
         if "top1_z" in temperatures:  # the head's cost depends on τ too: h − g(h) per τ at the longest budget
             last = at_budget(temperatures, max(temperatures["epochs"]))
             parts.append(f"h − g(h) by τ after {max(temperatures['epochs'])} epochs: " + ", ".join(
-                f"τ {r['temperature']} {g.signed}" for _, r in last.iterrows()
-                for g in [paired_gap(seeds_of(r, "top1_h"), seeds_of(r, "top1_z"), n)]))
+                f"τ {r['temperature']} {h_minus_gh(r, n).signed}" for _, r in last.iterrows()))
     if heads is not None and len(heads):
         gaps = budget_gaps(heads, n)
         for head in [h for h in ("mlp", "linear") if h in set(gaps["head"])]:
@@ -475,10 +491,10 @@ def read_augment(table: pd.DataFrame, n: int) -> str:
 def batch_size_finding(df: pd.DataFrame, n: int) -> Finding:
     df = df.sort_values("batch_size")
     first, last = df.iloc[0], df.iloc[-1]
-    a, b = seeds_of(last, "top1_h"), seeds_of(first, "top1_h")
-    return Finding("at a short, fixed number of epochs a larger batch is better (Figure 9)", gap_verdict(a, b, n),
+    g = row_gap(last, first, n)
+    return Finding("at a short, fixed number of epochs a larger batch is better (Figure 9)", g.verdict,
                    f"batch {last['batch_size']} {last['top1_h']:.1f}% vs batch {first['batch_size']} {first['top1_h']:.1f}% "
-                   f"({_gap(a, b, n)})")
+                   f"({_gap(g)})")
 
 
 def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
@@ -487,10 +503,10 @@ def augment_finding(table: pd.DataFrame, n: int) -> Finding | None:
     if not singles or not pairs:
         return None
     best_single, best_pair = max(singles, key=singles.get), max(pairs, key=pairs.get)
-    a, b = _cell(table, *best_pair), _cell(table, best_single, best_single)
-    return Finding("composing augmentations beats any single one (Figure 5)", gap_verdict(a, b, n),
+    g = paired_gap(_cell(table, *best_pair), _cell(table, best_single, best_single), n)
+    return Finding("composing augmentations beats any single one (Figure 5)", g.verdict,
                    f"best composition {best_pair[0]} then {best_pair[1]} {pairs[best_pair]:.1f}% vs best single op "
-                   f"{best_single} {singles[best_single]:.1f}% ({_gap(a, b, n)})")
+                   f"{best_single} {singles[best_single]:.1f}% ({_gap(g)})")
 
 
 def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
@@ -502,7 +518,7 @@ def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
             f"{best['batch_size']}). The paper finds larger batches better when training is short (Figure 9): ")
     verdict = batch_size_finding(df, n).verdict
     if verdict == CANNOT_TELL:
-        return text + f"here the difference ({_gap(seeds_of(last, 'top1_h'), seeds_of(first, 'top1_h'), n)}) is within noise."
+        return text + f"here the difference ({_gap(row_gap(last, first, n))}) is within noise."
     return text + ("this run agrees." if verdict == REPRODUCED else
                    "this run does not; with few images a large batch also means few steps.")
 
