@@ -10,6 +10,8 @@ CONSTRAINTS := constraints.txt
 PYTEST_ARGS ?=
 # The report's browser test renders reports/index.html in Debian's chromium.
 CHROMIUM ?= /usr/bin/chromium
+# The fan-out tests start a real single-node SLURM (munge + slurmctld + slurmd) from Debian's packages.
+SLURMD ?= /usr/sbin/slurmd
 
 # Recipes fail on the first failing command, inside a pipe too (a failed pip freeze must not
 # become an empty lock).
@@ -54,11 +56,14 @@ lock:
 repro: install
 	dvc repro
 
-test: install $(CHROMIUM)
+test: install $(CHROMIUM) $(SLURMD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)
+
+$(SLURMD):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .lock-venv

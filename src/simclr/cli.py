@@ -1,5 +1,6 @@
 """``simclr``: the tools around the pipeline (the stages themselves are ``stages/*.py``, run by dvc.yaml).
 
+``simclr fanout`` runs the independent stages (or a sweep) as jobs on SLURM or local GPUs/cores;
 ``simclr experiments`` compares DVC experiments; ``simclr checkpoints`` lists and removes the
 pretrain checkpoints of interrupted runs; ``simclr export`` writes the encoder f as safetensors.
 A :class:`simclr.core.errors.SimCLRError` becomes one ``error: ...`` line on stderr and exit
@@ -126,6 +127,66 @@ def export(
 
     meta = export_encoder(encoder, out)
     print(f"wrote {out}: encoder f of {encoder} ({meta['encoder']}, {meta['feature_dim']}-d features h)")
+
+
+def detected_gpus() -> list[str]:
+    """The GPUs a local fan-out spreads over: CUDA_VISIBLE_DEVICES where set, else nvidia-smi's."""
+    import os
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+@app.command()
+@user_errors
+def fanout(
+    executor: str = typer.Option("local", help="local (this machine's GPUs or cores) | slurm (sbatch job array)"),
+    workers: int = typer.Option(0, help="local: jobs at a time (default: one per GPU, or 1 on CPU); "
+                                        "on CPU the cores are split between them"),
+    gpus: str = typer.Option("auto", help="local: the GPUs, one per worker (e.g. 0,1,2,3); auto: "
+                                          "CUDA_VISIBLE_DEVICES or nvidia-smi; none: CPU only"),
+    partition: str = typer.Option(None, help="slurm: --partition"),
+    time_limit: str = typer.Option(None, "--time", help="slurm: --time per job (minutes, or [D-]HH:MM:SS)"),
+    cpus_per_job: int = typer.Option(None, help="slurm: --cpus-per-task"),
+    gpus_per_job: int = typer.Option(0, help="slurm: GPUs per job (--gres=gpu:N)"),
+    max_running: int = typer.Option(None, help="slurm: at most this many jobs at once (--array ...%N)"),
+    sbatch_arg: list[str] = typer.Option([], help="slurm: one more sbatch option, e.g. --sbatch-arg=--account=me (repeat)"),
+    through: str = typer.Option("cache", help="cache: the jobs share this project's DVC cache folder (a shared file "
+                                              "system); remote: each job pushes to the default DVC remote"),
+    set_param: list[str] = typer.Option([], "--set-param", "-S", help="a sweep, as dvc exp run reads it: "
+                                        "key=v1,v2 (repeat for every combination); one experiment per job"),
+    finish: bool = typer.Option(True, help="after the jobs, `dvc repro` here: restores every fanned-out stage "
+                                           "from the run-cache and runs the rest (the report)"),
+    poll_seconds: float = typer.Option(2.0, help="how often job states are read"),
+):
+    """Run the independent stages of the pipeline (every ablation point, finetune fraction and
+    linear_eval) or the experiments of a sweep side by side, as jobs on SLURM or on this machine;
+    every result comes back through DVC's run-cache (docs: README.md#beyond-one-machine)."""
+    from simclr.fanout.executors import Local, Slurm
+    from simclr.fanout.run import fanout as run_fanout
+
+    if through not in ("cache", "remote"):
+        raise SimCLRError(f"--through {through!r} is not allowed; expected cache or remote")
+    if executor == "local":
+        devices = [] if gpus == "none" else detected_gpus() if gpus == "auto" else [g for g in gpus.split(",") if g]
+        chosen = Local(workers=workers or max(1, len(devices)), gpus=devices)
+    elif executor == "slurm":
+        chosen = Slurm(partition=partition, time=time_limit, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
+                       max_running=max_running, sbatch_args=list(sbatch_arg))
+    else:
+        raise SimCLRError(f"--executor {executor!r} is not allowed; expected local or slurm")
+    failed = run_fanout(Path("."), chosen, sets=set_param, through_remote=through == "remote", finish=finish,
+                        poll_seconds=poll_seconds)
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -22,10 +22,15 @@ M_MMAP_THRESHOLD = -3
 
 
 def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and no more than a SLURM job was given
+    (``--cpus-per-task``; a cluster without CPU binding, ``TaskPlugin=task/none``, lets a job see
+    every core of its node)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return max(1, min(cores, int(granted))) if granted.isdigit() else cores
 
 
 def keep_freed_memory_in_heap() -> bool:
