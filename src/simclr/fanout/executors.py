@@ -181,9 +181,12 @@ class Slurm:
 
     def poll(self, indices: list[int]) -> dict[int, State]:
         proc = self._call(["squeue", "-h", "-r", "-j", self.job_id, "-o", "%K %T"])
-        # squeue forgets a job soon after it ends, and may answer an error for an id it forgot
-        queued = dict(line.split(maxsplit=1) for line in proc.stdout.splitlines() if line.strip()) \
-            if proc.returncode == 0 else None
+        # squeue forgets a job soon after it ends (MinJobAge), then calls its id invalid; any other
+        # error (the controller unreachable for a moment) says nothing: None, keep waiting
+        if proc.returncode == 0:
+            queued = dict(line.split(maxsplit=1) for line in proc.stdout.splitlines() if line.strip())
+        else:
+            queued = {} if "Invalid job id" in proc.stderr else None
         states = {}
         for i in indices:
             record = _from_record(self.run, i)

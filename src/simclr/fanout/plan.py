@@ -20,7 +20,7 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from simclr.core.errors import SimCLRError
@@ -42,7 +42,6 @@ class Pipeline:
     upstream: tuple[str, ...]  # in the order dvc repro runs them
     fanned: tuple[StageJob, ...]
     joins: tuple[str, ...]
-    stage_names: tuple[str, ...] = field(default=())
 
 
 def read_pipeline(repo_root: Path) -> Pipeline:
@@ -54,13 +53,15 @@ def read_pipeline(repo_root: Path) -> Pipeline:
     try:
         with Repo(str(repo_root)) as repo:
             graph = repo.index.graph  # edge a -> b: stage a depends on stage b
-            return _split(graph, nx)
+            return _split(graph, nx, Path(repo.root_dir))
     except DvcException as exc:
         raise SimCLRError(f"DVC cannot read the pipeline in {repo_root}: {exc}") from None
 
 
-def _split(graph, nx) -> Pipeline:
-    name = {s: s.addressing for s in graph}
+def _split(graph, nx, root: Path) -> Pipeline:
+    # as `dvc repro` takes it in the project's root (DVC's own `addressing` is relative to the cwd)
+    name = {s: s.name if Path(s.path) == root / "dvc.yaml" else f"{Path(s.path).relative_to(root).as_posix()}:{s.name}"
+            for s in graph}
     deps_of = {s: set(graph.successors(s)) for s in graph}
     upstream_of = {s: nx.descendants(graph, s) for s in graph}
 
@@ -85,7 +86,7 @@ def _split(graph, nx) -> Pipeline:
     jobs = [StageJob(stage=name[s], restore=tuple(name[u] for u in order if u in upstream_of[s] and any(o.use_cache for o in u.outs)),
                      rerun=uncached_dep_producers(s)) for s in order if s in fanned]
     return Pipeline(upstream=tuple(name[s] for s in order if s in upstream), fanned=tuple(jobs),
-                    joins=tuple(name[s] for s in order if s in after), stage_names=tuple(name[s] for s in order))
+                    joins=tuple(name[s] for s in order if s in after))
 
 
 def sweep(sets: list[str]) -> list[tuple[str, ...]]:
