@@ -64,3 +64,46 @@ def test_state_dict_round_trips_with_weights_only(tmp_path):
     opt2 = LARS(param_groups(model, 1e-6), lr=0.1)
     opt2.load_state_dict(state)
     assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"])
+
+
+def test_step_if_keeps_a_good_step_bit_for_bit_and_undoes_a_bad_one():
+    """simclr.core.finite_step.step_if: ok -> exactly optimizer.step(); not ok -> parameters and momentum
+    as before the step, a first-step momentum buffer zeroed (LARS's own start)."""
+    from simclr.core.finite_step import FiniteGuard, step_if
+
+    def setup():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+        return model, LARS(param_groups(model, 1e-6), lr=0.5)
+
+    def grads(model, scale=1.0):
+        model(torch.randn(8, 4, generator=torch.Generator().manual_seed(1))).pow(2).sum().mul(scale).backward()
+
+    plain, plain_opt = setup()
+    guarded, guarded_opt = setup()
+    for _ in range(2):
+        for model, opt in ((plain, plain_opt), (guarded, guarded_opt)):
+            opt.zero_grad()
+            grads(model)
+        plain_opt.step()
+        step_if(guarded_opt, torch.tensor(True))
+    for a, b in zip(plain.parameters(), guarded.parameters()):
+        assert torch.equal(a, b)
+    before = [p.clone() for p in guarded.parameters()]  # BatchNorm's running statistics are the forward's, not the step's
+    momentum = [guarded_opt.state[p]["momentum_buffer"].clone() for p in guarded.parameters()]
+    guarded_opt.zero_grad()
+    grads(guarded, float("nan"))
+    guard = FiniteGuard(torch.device("cpu"))
+    ok = guard.check(3, torch.tensor(1.0), torch.nn.utils.get_total_norm([p.grad for p in guarded.parameters()]))
+    step_if(guarded_opt, ok)
+    assert not ok and guard.read()[0] == 3
+    assert all(torch.equal(p, b) for p, b in zip(guarded.parameters(), before))
+    assert all(torch.equal(guarded_opt.state[p]["momentum_buffer"], m) for p, m in zip(guarded.parameters(), momentum))
+    assert not guard.check(4, torch.tensor(1.0), torch.tensor(1.0))  # sticky: no later step either
+    assert guard.read()[0] == 3  # the first bad step stays the one named
+
+    fresh, fresh_opt = setup()
+    fresh_opt.zero_grad()
+    grads(fresh, float("nan"))
+    step_if(fresh_opt, torch.tensor(False))
+    assert all(torch.count_nonzero(fresh_opt.state[p]["momentum_buffer"]) == 0 for p in fresh.parameters())

@@ -87,7 +87,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics_and_leaves_no_checkp
 
 def test_keys_that_do_not_train_leave_the_weights_bit_identical(tmp_path, straight):
     """The pretrain keys outside dvc.yaml's params (simclr.core.config.PRETRAIN_RUNTIME_KEYS) change nothing trained."""
-    repo = project(tmp_path / "p", knn_every=0, knn_k=5, knn_temperature=0.5, dist_timeout_seconds=30,
+    repo = project(tmp_path / "p", knn_every=0, knn_k=5, knn_temperature=0.5, log_every_steps=3, dist_timeout_seconds=30,
                    checkpoint_dir=str(tmp_path / "elsewhere"))
     proc = pretrain(repo)
     assert f"checkpoints in {tmp_path / 'elsewhere'}/" in proc.text
@@ -147,12 +147,13 @@ def test_a_second_process_on_the_same_run_stops_instead_of_writing_its_checkpoin
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
-    repo = project(tmp_path / "p")
-    bad_step = STEPS_PER_EPOCH + 2  # in epoch 2, after epoch 1's checkpoint
+    repo = project(tmp_path / "p", log_every_steps=3)  # epoch 2's steps are 5..8, read after 7 and 8
+    bad_step = STEPS_PER_EPOCH + 1  # in epoch 2, after epoch 1's checkpoint; read two steps later
     proc = pretrain(repo, fault=f"nan-loss:{bad_step}", check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: loss is nan at step {bad_step} (epoch 2); stopped.")
+    assert lines[-1].startswith(f"error: loss is nan at step {bad_step} (epoch 2); stopped. Neither that step nor a "
+                                "later one was applied.")
     assert "1 epoch(s)) is kept" in lines[-1]
     assert list(checkpoints(repo).values()) == [1]
     assert not (repo / "models/encoder.pt").exists()
@@ -167,11 +168,34 @@ def test_a_nan_gradient_with_a_finite_loss_stops_before_the_step_reaches_a_check
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: gradient norm is nan at step {bad_step} (epoch 2) with a finite loss (")
-    assert "stopped before the step" in line and "1 epoch(s)) is kept" in line
+    assert "Neither that step nor a later one was applied" in line and "1 epoch(s)) is kept" in line
     ((fingerprint, epochs),) = checkpoints(repo).items()
     assert epochs == 1
     blob = torch.load(repo / ".simclr/checkpoints" / fingerprint / "last.pt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in blob["model"].values())
+
+
+def test_the_host_reads_the_device_only_every_log_every_steps_and_at_epoch_end(tmp_path):
+    """Every read-back of a tensor (item, tolist, bool(), float(), ...) is traced: between two steps'
+    losses there is none, except after a read step (every 3rd of an epoch, and its last)."""
+    repo = project(tmp_path / "p", log_every_steps=3)
+    trace = tmp_path / "trace.json"
+    pretrain(repo, fault=f"trace-readbacks:{trace}")
+    events = json.loads(trace.read_text())
+    after = {}  # step -> the read-backs between its loss and the next step's
+    for event in events:
+        if event[0] == "step":
+            step = event[1]
+            after[step] = []
+        elif after:
+            after[step].append(event[1:])
+    assert sorted(after) == list(range(1, EPOCHS * STEPS_PER_EPOCH + 1))
+    read_steps = {s for s in after if (s - 1) % STEPS_PER_EPOCH + 1 in (3, STEPS_PER_EPOCH)}
+    for s, reads in after.items():
+        if s in read_steps:
+            assert reads, f"step {s}: no read-back traced where the loop reads (the trace is broken)"
+        else:
+            assert reads == [], f"step {s} reads back: {reads}"
 
 
 def test_resume_with_torch_compile(tmp_path):

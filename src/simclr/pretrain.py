@@ -48,6 +48,7 @@ from simclr.core.config import Params
 from simclr.core.data import load_prepared, pretrain_images, sha256_file
 from simclr.core.errors import CheckpointError, SimCLRError, TrainingDiverged
 from simclr.core.evaluate import extract_features, knn_top1
+from simclr.core.finite_step import FiniteGuard, step_if
 from simclr.core.lars import LARS, param_groups
 from simclr.core.loss import global_nt_xent_loss
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
@@ -56,6 +57,7 @@ from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.sources import project_imports, source_digest
 from simclr.core.tracking import accelerator_options, check_tracker, log_epoch, start_tracking
 
+NOT_APPLIED = "Neither that step nor a later one was applied."
 HISTORY_FIELDS = ("epoch", "step", "loss", "lr", "knn_top1", "images_per_second")
 
 
@@ -106,38 +108,39 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
         bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
                    desc="pretrain", unit="step", dynamic_ncols=True,
                    mininterval=0.2 if sys.stderr.isatty() else 30)  # logs (dvc, CI) get a line per 30 s
+        guard = FiniteGuard(device)
         for epoch in range(state.epoch, pre.epochs):
-            epoch_start, loss_sum, train_time = time.perf_counter(), 0.0, 0.0
+            epoch_start = time.perf_counter()
             model.train()
             perm = epoch_permutation(len(train_x), params.seed, epoch)
             gen = augment_generator(device, params.seed, epoch, rank)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # read with the guard, not per step
+            next_images = load_batch(train_x, perm, 0, params.batch_size, rank, local_batch, device)
             for i in range(steps_per_epoch):
-                t0 = time.perf_counter()
-                rows = perm[i * params.batch_size + rank * local_batch:][:local_batch]
-                images = torch.from_numpy(train_x[rows.numpy()]).to(device, non_blocking=True)
+                images = next_images
                 views = torch.cat([policy_1(images, gen), policy_2(images, gen)]).contiguous(memory_format=memory_format)
                 with accelerator.autocast():
                     _, z = model(views)
                 loss = global_nt_xent_loss(*z.float().chunk(2), params.temperature)
-                mean_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
-                where = f"at step {state.step + 1} (epoch {epoch + 1})"
-                if not math.isfinite(mean_loss):
-                    raise TrainingDiverged(f"loss is {mean_loss} {where}; stopped. {_kept(run, state)}")
+                if i + 1 < steps_per_epoch:  # the host gathers the next batch while the device runs this step
+                    next_images = load_batch(train_x, perm, i + 1, params.batch_size, rank, local_batch, device)
+                mean_loss = accelerator.reduce(loss.detach(), reduction="mean")
                 lr = lr_at(state.step, total_steps, warmup_steps, peak_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 accelerator.backward(loss)
                 grad_norm = gradient_norm(accelerator, net)
-                if not math.isfinite(grad_norm) and accelerator.scaler is None:  # fp16: the scaler skips the step
-                    raise TrainingDiverged(f"gradient norm is {grad_norm} {where} with a finite loss "
-                                           f"({mean_loss:.4f}); stopped before the step. {_kept(run, state)}")
-                optimizer.step()
+                if accelerator.scaler is not None:  # fp16: an overflow is the scaler's to skip, not a divergence
+                    grad_norm = torch.zeros_like(grad_norm)
+                step_if(optimizer, guard.check(state.step + 1, mean_loss, grad_norm))
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 loss_sum += mean_loss
-                train_time += time.perf_counter() - t0
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss:.3f}", lr=f"{lr:.3g}", refresh=False)
+                if (i + 1) % pre.log_every_steps == 0 or i + 1 == steps_per_epoch:  # the host's only reads
+                    stop_if_diverged(guard, run, state, steps_per_epoch)
+                    bar.update(state.step - bar.n)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss.item():.3f}", lr=f"{lr:.3g}", refresh=False)
+            loss_sum, train_time = loss_sum.item(), time.perf_counter() - epoch_start  # read: the device is done
             knn = knn_monitor(params, epoch, net, data, device)
             row = {"epoch": epoch + 1, "step": state.step, "loss": loss_sum / steps_per_epoch, "lr": lr,
                    "knn_top1": knn, "images_per_second": steps_per_epoch * params.batch_size / train_time}
@@ -352,11 +355,35 @@ def history_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def gradient_norm(accelerator, net: nn.Module) -> float:
-    """The global l2 norm of the gradients (fp16: unscaled first, as the scaler's step expects)."""
+def gradient_norm(accelerator, net: nn.Module) -> torch.Tensor:
+    """The global l2 norm of the gradients, on the device (fp16: unscaled first, as the scaler's step expects)."""
     accelerator.unscale_gradients()
-    grads = [p.grad for p in net.parameters() if p.grad is not None]
-    return torch.nn.utils.get_total_norm(grads).item()
+    return torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
+
+
+def load_batch(train_x, perm: torch.Tensor, i: int, batch_size: int, rank: int, local_batch: int,
+               device: torch.device) -> torch.Tensor:
+    """Rows [rank*b, (rank+1)*b) of global batch ``i``, on the device. On CUDA the copy comes from
+    pinned memory and does not wait: the host goes on while it runs (from pageable memory
+    ``non_blocking`` does nothing)."""
+    rows = perm[i * batch_size + rank * local_batch:][:local_batch]
+    images = torch.from_numpy(train_x[rows.numpy()])
+    if device.type == "cuda":
+        images = images.pin_memory()
+    return images.to(device, non_blocking=True)
+
+
+def stop_if_diverged(guard: FiniteGuard, run: CheckpointRun | None, state: TrainingState, steps_per_epoch: int) -> None:
+    """Read the guard (a host read-back); a bad step stops the run, naming the first one."""
+    bad = guard.read()
+    if bad is None:
+        return
+    step, loss, grad_norm = bad
+    where = f"at step {step} (epoch {(step - 1) // steps_per_epoch + 1})"
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"loss is {loss} {where}; stopped. {NOT_APPLIED} {_kept(run, state)}")
+    raise TrainingDiverged(f"gradient norm is {grad_norm} {where} with a finite loss ({loss:.4f}); stopped. "
+                           f"{NOT_APPLIED} {_kept(run, state)}")
 
 
 def _kept(run: CheckpointRun | None, state: TrainingState) -> str:

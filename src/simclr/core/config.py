@@ -251,6 +251,7 @@ class PretrainParams(Section):
     channels_last: Bool
     compile: Bool
     knn_every: Annotated[Int, at.Ge(0)]
+    log_every_steps: Annotated[Int, at.Ge(1)]  # the host reads the loss and the finite-check every n steps
     knn_k: Annotated[Int, at.Ge(1)]
     knn_temperature: Positive
     dist_timeout_seconds: Annotated[Int, at.Ge(10)]
@@ -265,11 +266,11 @@ class PretrainParams(Section):
 
 
 # The pretrain keys that do not change the trained weights: how the run is watched (the kNN
-# monitor, the tracker), how long a hung process is waited for, where checkpoints are kept. They are not
-# dependencies of the pretrain stage (dvc.yaml) nor part of its checkpoint fingerprint, so
+# monitor, how often the host reads the loss, the tracker), how long a hung process is waited
+# for, where checkpoints are kept. They are not dependencies of the pretrain stage (dvc.yaml) nor part of its checkpoint fingerprint, so
 # changing one neither retrains nor discards a checkpoint; it takes effect the next time it trains.
-PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "dist_timeout_seconds", "checkpoint_dir",
-                         "log_with")
+PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "log_every_steps", "dist_timeout_seconds",
+                         "checkpoint_dir", "log_with")
 
 
 Epochs = Annotated[Int, at.Ge(1)]
