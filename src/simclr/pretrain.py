@@ -24,6 +24,8 @@ import io
 import json
 import math
 import os
+import re
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -46,7 +48,8 @@ from simclr.core.checkpoint import (
 )
 from simclr.core.config import Params
 from simclr.core.data import load_prepared, pretrain_images, sha256_file
-from simclr.core.errors import CheckpointError, SimCLRError, TrainingDiverged
+from simclr.core.distributed import is_collective_failure
+from simclr.core.errors import CheckpointError, LostProcesses, SimCLRError, TrainingDiverged
 from simclr.core.evaluate import extract_features, knn_top1
 from simclr.core.finite_step import FiniteGuard, step_if
 from simclr.core.lars import LARS, param_groups
@@ -90,7 +93,7 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
     optimizer = build_optimizer(net, params, peak_lr)
     policy_1, policy_2 = view_policies(params)
 
-    run, bar = None, None
+    run, bar, state = None, None, None
     try:
         description = describe_run(params, paths.prepared, accelerator.num_processes, device)
         if pre.checkpoint_dir:  # "" (the ablation points): none kept
@@ -147,6 +150,10 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
             end_of_epoch(accelerator, run, state, row, train_time, time.perf_counter() - epoch_start, net, optimizer,
                          paths, bar, pre.epochs, params.batch_size, len(train_x))
         metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size, len(train_x))
+    except RuntimeError as exc:
+        if not is_collective_failure(exc):  # a peer died (connection closed) or hung (the timeout)
+            raise
+        raise lost_processes(exc, run, state, pre.dist_timeout_seconds) from None
     finally:
         if bar is not None:
             bar.close()  # before an error's one line, not after it
@@ -259,10 +266,16 @@ def open_checkpoints(accelerator, params: Params, description: dict) -> Checkpoi
     from accelerate.utils import broadcast_object_list, gather_object
 
     run = CheckpointRun(store_path(params.pretrain.checkpoint_dir), run_fingerprint(description), description)
-    refusal = [run.acquire() if accelerator.is_main_process else None]
+    refusal = [run.acquire() if accelerator.is_main_process else None, run.token]
     broadcast_object_list(refusal)  # so every rank stops, not only the one that saw the lock
     if refusal[0]:
         raise CheckpointError(refusal[0])
+    blind = [who for who, sees in gather_object([(f"process {accelerator.process_index} on {socket.gethostname()}",
+                                                  run.sees(refusal[1]))]) if not sees]
+    if blind:  # a node with its own store would resume from a checkpoint the others do not have
+        run.release()
+        raise CheckpointError(f"{', '.join(blind)} cannot see the checkpoint store {run.folder} that process 0 writes; "
+                              "put pretrain.checkpoint_dir on a file system every node shares")
     run.blob = run.load(accelerator.print)
     seen = gather_object([run.blob["epoch"] if run.blob else 0])
     if len(set(seen)) > 1:
@@ -386,13 +399,25 @@ def stop_if_diverged(guard: FiniteGuard, run: CheckpointRun | None, state: Train
                            f"{NOT_APPLIED} {_kept(run, state)}")
 
 
-def _kept(run: CheckpointRun | None, state: TrainingState) -> str:
+def lost_processes(exc: Exception, run: CheckpointRun | None, state: TrainingState | None,
+                   timeout: int) -> LostProcesses:
+    """The one line for a collective that failed: which step, the backend's own reason, what is kept."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(exc).split()))  # gloo prefixes its source file: [pair.cc:561]
+    reason = text.split(". ")[0] or type(exc).__name__
+    where = f" at step {state.step + 1} (epoch {state.epoch + 1})" if state else ""
+    return LostProcesses(f"lost contact with the other processes{where}: one of them stopped, or did not answer within "
+                         f"pretrain.dist_timeout_seconds ({timeout} s) ({reason[:160]}). "
+                         + _kept(run, state or TrainingState(), fix="see each node's log", again="start every node again"))
+
+
+def _kept(run: CheckpointRun | None, state: TrainingState, fix: str = "lower pretrain.lr or check the data",
+          again: str = "run again") -> str:
+    """What a stopped run leaves to resume from, and what to do."""
     if run is None:  # an ablation point: no checkpoints
-        return "Lower pretrain.lr or check the data"
+        return fix[0].upper() + fix[1:]
     if state.epoch == 0:
-        return "No epoch had finished, so there is no checkpoint to resume; lower pretrain.lr or check the data"
-    return (f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; lower pretrain.lr or check "
-            "the data, then run again to resume from it")
+        return f"No epoch had finished, so there is no checkpoint to resume; {fix}"
+    return f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; {fix}, then {again} to resume from it"
 
 
 def _json_safe(d: dict) -> dict:

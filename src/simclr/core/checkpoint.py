@@ -38,6 +38,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +150,7 @@ class CheckpointRun:
         self.folder = store / fingerprint
         self.path = self.folder / CHECKPOINT
         self._lock_fd: int | None = None
+        self.token = uuid.uuid4().hex  # written by the main process; another process that reads it sees the same store
         self.blob: dict | None = None  # the checkpoint this run resumes (set by the caller from load())
 
     def acquire(self) -> str | None:
@@ -165,6 +167,10 @@ class CheckpointRun:
             self.release()
             return f"the checkpoint store {self.store} is not writable ({exc.strerror}); set pretrain.checkpoint_dir"
         return None
+
+    def sees(self, token: str) -> bool:
+        """Whether this process reads the info file the main process wrote with ``token``."""
+        return _read_json(self.folder / INFO).get("token") == token
 
     def load(self, log) -> dict | None:
         """The checkpoint of this fingerprint, or None (none yet, or unreadable: then a fresh start)."""
@@ -200,7 +206,8 @@ class CheckpointRun:
 
     def _write_info(self, epoch: int) -> None:
         info = {"fingerprint": self.fingerprint, **self.describe, "epochs_done": epoch,
-                "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "holder": f"pid {os.getpid()} on {socket.gethostname()}"}
+                "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "holder": f"pid {os.getpid()} on {socket.gethostname()}",
+                "token": self.token}
         write_text_atomic(self.folder / INFO, json.dumps(info, indent=2, default=str) + "\n")
 
 

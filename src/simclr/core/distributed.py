@@ -20,6 +20,18 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+# gloo reports a dead peer as a plain RuntimeError ("Connection closed by peer ... a remote worker
+# crashing"), not as torch.distributed.DistError; these are the texts its and NCCL's failures carry.
+_COLLECTIVE_FAILURES = ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer", "Timed out", "timed out")
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says a collective failed: another process died or did not answer in time."""
+    if isinstance(exc, dist.DistError):
+        return True
+    return isinstance(exc, RuntimeError) and is_distributed() and any(m in str(exc) for m in _COLLECTIVE_FAILURES)
+
+
 def process_rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 

@@ -15,3 +15,7 @@ class CheckpointError(SimCLRError):
 
 class TrainingDiverged(SimCLRError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class LostProcesses(SimCLRError):
+    """Another process of the run died or hung (a collective failed or timed out); the last good checkpoint is kept."""
