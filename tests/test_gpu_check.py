@@ -21,5 +21,5 @@ def test_its_stage_runs_probe_and_table_work_at_toy_size_on_the_cpu():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| 20")]
     checks = [r.split(" | ")[1] for r in rows]
     assert checks == ["pretrain stage, fp32", "stage loop (fp32) / minimal plain-PyTorch loop (fp32)",
-                      "short full-CIFAR-10 run: kNN top-1 / linear top-1 (test)"]
+                      "short CIFAR-10 run: kNN top-1 / linear top-1 (test)"]
     assert all(" img/s" in r for r in rows[:2]) and rows[2].count(" %") == 2

@@ -22,7 +22,7 @@ def is_distributed() -> bool:
 
 # gloo reports a dead peer as a plain RuntimeError ("Connection closed by peer ... a remote worker
 # crashing"), not as torch.distributed.DistError; these are the texts its and NCCL's failures carry.
-_COLLECTIVE_FAILURES = ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer", "Timed out", "timed out")
+_COLLECTIVE_FAILURES = ("Connection closed by peer", "Connection reset by peer", "Timed out waiting", "NCCL error")
 
 
 def is_collective_failure(exc: BaseException) -> bool:

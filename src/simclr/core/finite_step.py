@@ -52,7 +52,9 @@ def step_if(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
 
     The parameters and the optimizer's state tensors are saved before the step and restored by
     ``torch.where`` after it; a state tensor the step creates (a momentum buffer on the first step)
-    is zeroed instead, which for LARS, SGD and Adam is the same as not having it.
+    is zeroed instead, which for LARS, SGD and Adam is the same as not having it. State kept on
+    another device than ``ok`` (Adam's CPU ``step`` counter on CUDA) is left alone: restoring it
+    would cost blocking copies every step, and a bad step stops the run at the next read anyway.
     """
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     before = {id(t): t.clone() for t in _tensors(optimizer, params)}
@@ -62,5 +64,6 @@ def step_if(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
 
 
 def _tensors(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> list[Tensor]:
-    state = [v for p in params for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor)]
+    state = [v for p in params for v in optimizer.state.get(p, {}).values()
+             if isinstance(v, Tensor) and v.device == p.device]
     return params + state
