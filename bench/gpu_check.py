@@ -22,6 +22,7 @@ process). Without CUDA the script says so in one line and exits 0; `--cpu-smoke`
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -127,8 +128,7 @@ def run_stage(raw: dict, prepared: Path, folder: Path, name: str) -> dict:
     subprocess.run([sys.executable, "stages/pretrain.py", "--params", str(params), "--prepared", str(prepared),
                     "--encoder", str(out["pt"]), "--metrics", str(out["json"]), "--history", str(out["csv"])],
                    cwd=ROOT, check=True)
-    lines = out["csv"].read_text().splitlines()
-    history = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    history = list(csv.DictReader(out["csv"].open()))
     return {"metrics": json.loads(out["json"].read_text()), "history": history, "encoder": out["pt"],
             "seconds": time.perf_counter() - start}
 

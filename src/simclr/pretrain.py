@@ -132,9 +132,8 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 accelerator.backward(loss)
-                grad_norm = gradient_norm(accelerator, net)
-                if accelerator.scaler is not None:  # fp16: an overflow is the scaler's to skip, not a divergence
-                    grad_norm = torch.zeros_like(grad_norm)
+                # fp16: an overflow is the scaler's to skip (its step unscales), not a divergence
+                grad_norm = gradient_norm(net) if accelerator.scaler is None else torch.zeros((), device=device)
                 step_if(optimizer, guard.check(state.step + 1, mean_loss, grad_norm))
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
@@ -150,8 +149,8 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
             end_of_epoch(accelerator, run, state, row, train_time, time.perf_counter() - epoch_start, net, optimizer,
                          paths, bar, pre.epochs, params.batch_size, len(train_x))
         metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size, len(train_x))
-    except RuntimeError as exc:
-        if not is_collective_failure(exc):  # a peer died (connection closed) or hung (the timeout)
+    except RuntimeError as exc:  # a peer died (connection closed) or hung (the timeout)?
+        if not is_collective_failure(exc):
             raise
         raise lost_processes(exc, run, state, pre.dist_timeout_seconds) from None
     finally:
@@ -368,9 +367,8 @@ def history_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def gradient_norm(accelerator, net: nn.Module) -> torch.Tensor:
-    """The global l2 norm of the gradients, on the device (fp16: unscaled first, as the scaler's step expects)."""
-    accelerator.unscale_gradients()
+def gradient_norm(net: nn.Module) -> torch.Tensor:
+    """The global l2 norm of the gradients, on the device."""
     return torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
 
 

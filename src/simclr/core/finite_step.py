@@ -60,7 +60,8 @@ def step_if(optimizer: torch.optim.Optimizer, ok: Tensor) -> None:
     before = {id(t): t.clone() for t in _tensors(optimizer, params)}
     optimizer.step()
     for t in _tensors(optimizer, params):
-        t.copy_(torch.where(ok, t, before.get(id(t), torch.zeros((), dtype=t.dtype, device=t.device))))
+        kept = before.get(id(t))
+        t.copy_(torch.where(ok, t, kept if kept is not None else torch.zeros((), dtype=t.dtype, device=t.device)))
 
 
 def _tensors(optimizer: torch.optim.Optimizer, params: list[Tensor]) -> list[Tensor]:
