@@ -1,4 +1,5 @@
-"""Shared by the bench/ scripts: the machine line and appending rows to BENCHMARKS.md."""
+"""Shared by the bench/ scripts: the machine line, appending rows to BENCHMARKS.md, and the
+minimal plain-PyTorch SimCLR loop the stage loop is compared with."""
 
 from __future__ import annotations
 
@@ -55,3 +56,41 @@ def emit(section: str, header: str, rows: list[str], write: bool) -> None:
     if write:
         for row in rows:
             append_row(section, header, row)
+
+
+def minimal_loop(params, train_x, epochs: int, channels_last: bool, device=None) -> list[float]:
+    """The reference: SimCLR in a dozen plain lines, on ``params``'s model, batch, augmentation and
+    LARS, fp32, on ``device`` (default CPU). Returns each epoch's seconds (device work finished)."""
+    import time
+
+    import torch
+
+    from simclr.core.augment import AugmentPolicy
+    from simclr.core.lars import LARS, param_groups
+    from simclr.core.loss import nt_xent_loss
+    from simclr.core.model import ModelConfig, SimCLRModel
+    from simclr.core.schedule import scaled_lr
+
+    device = device or torch.device("cpu")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(params.seed)
+    model = SimCLRModel(ModelConfig.from_params(params)).to(device, memory_format=fmt)
+    opt = LARS(param_groups(model, params.pretrain.weight_decay),
+               lr=scaled_lr(params.pretrain.lr, params.batch_size, params.pretrain.lr_scaling))
+    policy, g = AugmentPolicy(params.augment), torch.Generator(device=device).manual_seed(0)
+    b, steps, seconds = params.batch_size, len(train_x) // params.batch_size, []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        perm = torch.randperm(len(train_x))
+        for i in range(steps):
+            x = torch.from_numpy(train_x[perm[i * b:(i + 1) * b].numpy()]).to(device)
+            views = torch.cat([policy(x, g), policy(x, g)]).contiguous(memory_format=fmt)
+            _, z = model(views)
+            loss = nt_xent_loss(*z.float().chunk(2), params.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return seconds

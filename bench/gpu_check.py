@@ -36,7 +36,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).parents[1] / "src"))  # this checkout's simclr, installed or not
-from common import ROOT, emit, machine, today  # noqa: E402
+from common import ROOT, emit, machine, minimal_loop, today  # noqa: E402
 
 SECTION = "GPU check (`bench/gpu_check.py`)"
 HEADER = "| date | check | result | setup | device |\n|---|---|---|---|---|"
@@ -133,46 +133,16 @@ def run_stage(raw: dict, prepared: Path, folder: Path, name: str) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def minimal_loop(raw: dict, prepared: Path, epochs: int, device: torch.device) -> float:
-    """SimCLR in plain PyTorch on the same model, batch, augmentation and LARS, fp32: img/s of the last epoch."""
-    from simclr.core.augment import AugmentPolicy
+def minimal_loop_speed(raw: dict, prepared: Path, epochs: int, device: torch.device) -> float:
+    """The reference loop (bench/common.py) on the stage's images: img/s of its last epoch."""
     from simclr.core.config import Params
     from simclr.core.data import load_prepared, pretrain_images
-    from simclr.core.lars import LARS, param_groups
-    from simclr.core.loss import nt_xent_loss
-    from simclr.core.model import ModelConfig, SimCLRModel
-    from simclr.core.schedule import scaled_lr
 
     params = Params.model_validate(raw)
-    data = load_prepared(prepared)
-    train_x = pretrain_images(data, params.data.pretrain_on).subset(params.pretrain.train_images, params.seed)
-    fmt = torch.channels_last if params.pretrain.channels_last else torch.contiguous_format
-    torch.manual_seed(params.seed)
-    model = SimCLRModel(ModelConfig.from_params(params)).to(device, memory_format=fmt)
-    opt = LARS(param_groups(model, params.pretrain.weight_decay),
-               lr=scaled_lr(params.pretrain.lr, params.batch_size, params.pretrain.lr_scaling))
-    policy, gen = AugmentPolicy(params.augment), torch.Generator(device=device).manual_seed(0)
-    b, steps = params.batch_size, len(train_x) // params.batch_size
-    for _ in range(epochs):
-        sync(device)
-        start = time.perf_counter()
-        perm = torch.randperm(len(train_x))
-        for i in range(steps):
-            x = torch.from_numpy(train_x[perm[i * b:(i + 1) * b].numpy()]).to(device)
-            views = torch.cat([policy(x, gen), policy(x, gen)]).contiguous(memory_format=fmt)
-            _, z = model(views)
-            loss = nt_xent_loss(*z.float().chunk(2), params.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sync(device)
-        seconds = time.perf_counter() - start
-    return steps * b / seconds
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    train_x = pretrain_images(load_prepared(prepared), params.data.pretrain_on).subset(params.pretrain.train_images,
+                                                                                       params.seed)
+    seconds = minimal_loop(params, train_x, epochs, params.pretrain.channels_last, device)
+    return (len(train_x) // params.batch_size) * params.batch_size / seconds[-1]
 
 
 def row(check: str, result: str, setup: str) -> str:
@@ -202,7 +172,7 @@ def stage_variants(raw: dict, prepared: Path, folder: Path, smoke: bool) -> tupl
         speeds[name] = float(result["history"][-1]["images_per_second"])
         rows.append(row(f"pretrain stage, {name}", f"{speeds[name]:.0f} img/s", setup))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    plain = minimal_loop({**short, "pretrain": {**short["pretrain"], "channels_last": False}}, prepared, epochs, device)
+    plain = minimal_loop_speed({**short, "pretrain": {**short["pretrain"], "channels_last": False}}, prepared, epochs, device)
     rows.append(row("stage loop (fp32) / minimal plain-PyTorch loop (fp32)",
                     f"{speeds['fp32']:.0f} / {plain:.0f} img/s = {speeds['fp32'] / plain:.3f}", setup))
     return rows, speeds.get("bf16 + channels_last", speeds["fp32"])

@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import ROOT, emit, machine, today  # noqa: E402
+from common import ROOT, emit, machine, minimal_loop, today  # noqa: E402
 
-from simclr.core.augment import AugmentPolicy  # noqa: E402
 from simclr.core.config import load_params  # noqa: E402
 from simclr.core.data import load_prepared  # noqa: E402
 from simclr.core.lars import LARS, param_groups  # noqa: E402
@@ -40,26 +39,11 @@ from simclr.core.schedule import scaled_lr  # noqa: E402
 from simclr.pretrain import PretrainPaths, pretrain  # noqa: E402
 
 
-def minimal_loop(params, train_x: np.ndarray, epochs: int, channels_last: bool) -> float:
-    """The reference: SimCLR in a dozen plain lines. Returns images/s."""
+def minimal_loop_speed(params, train_x: np.ndarray, epochs: int, channels_last: bool) -> float:
+    """The reference loop (bench/common.py) on the CPU: images / wall time of the whole call."""
     start = time.perf_counter()
-    torch.manual_seed(params.seed)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = SimCLRModel(ModelConfig.from_params(params)).to(memory_format=fmt)
-    opt = LARS(param_groups(model, params.pretrain.weight_decay), lr=scaled_lr(params.pretrain.lr, params.batch_size, "linear"))
-    policy, g = AugmentPolicy(params.augment), torch.Generator().manual_seed(0)
-    b, steps = params.batch_size, len(train_x) // params.batch_size
-    for _ in range(epochs):
-        perm = torch.randperm(len(train_x))
-        for i in range(steps):
-            x = torch.from_numpy(train_x[perm[i * b:(i + 1) * b].numpy()])
-            views = torch.cat([policy(x, g), policy(x, g)]).contiguous(memory_format=fmt)
-            _, z = model(views)
-            loss = nt_xent_loss(*z.chunk(2), params.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return epochs * steps * b / (time.perf_counter() - start)
+    minimal_loop(params, train_x, epochs, channels_last)
+    return epochs * (len(train_x) // params.batch_size) * params.batch_size / (time.perf_counter() - start)
 
 
 class PILPairs(torch.utils.data.Dataset):
@@ -175,7 +159,7 @@ def main() -> None:
     cl = params.pretrain.channels_last
     refs, ours = [], []
     for _ in range(2):
-        refs.append(minimal_loop(params, train_x, args.epochs, cl))
+        refs.append(minimal_loop_speed(params, train_x, args.epochs, cl))
         ours.append(stage_loop(params, args.epochs))
     ref, our = float(np.mean(refs)), float(np.mean(ours))
     setup = (f"{params.model.encoder} w={params.model.width}, batch {params.batch_size}, {params.pretrain.optimizer}, "
