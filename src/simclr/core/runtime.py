@@ -15,20 +15,22 @@ import ctypes
 import ctypes.util
 import os
 
-import torch
-
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+
+
+def affinity() -> list[int]:
+    """The ids of the cores this process may run on (not on Linux: all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def usable_cores() -> int:
     """The cores this process may use: its CPU affinity, and no more than a SLURM job was given
     (``--cpus-per-task``; a cluster without CPU binding, ``TaskPlugin=task/none``, lets a job see
     every core of its node)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = len(affinity())
     granted = os.environ.get("SLURM_CPUS_PER_TASK", "")
     return max(1, min(cores, int(granted))) if granted.isdigit() else cores
 
@@ -49,6 +51,8 @@ def keep_freed_memory_in_heap() -> bool:
 
 def configure_cpu(local_processes: int) -> int:
     """Threads = usable cores / local processes, and the malloc setting; returns the thread count."""
+    import torch  # here, not at the top: the fan-out CLI reads the cores without loading torch
+
     threads = max(1, usable_cores() // max(1, local_processes))
     torch.set_num_threads(threads)
     keep_freed_memory_in_heap()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simclr.core.errors import SimCLRError
+from simclr.core.runtime import affinity
 from simclr.fanout.job import CPUS_ENV, read_record
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -72,8 +73,7 @@ class Local:
         if self.gpus and len(self.gpus) < self.workers:
             raise SimCLRError(f"--workers {self.workers} but only {len(self.gpus)} GPUs in --gpus {','.join(self.gpus)}: "
                               "one GPU per worker")
-        self.cores = split_cores(sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                 else list(range(os.cpu_count() or 1)), self.workers)
+        self.cores = split_cores(affinity(), self.workers)
 
     def describe(self) -> str:
         where = f"GPUs {', '.join(self.gpus[:self.workers])}" if self.gpus else "CPU"

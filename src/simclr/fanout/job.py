@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from simclr.core.atomic import write_text_atomic
+from simclr.core.runtime import affinity
 
 CPUS_ENV = "SIMCLR_FANOUT_CPUS"  # the local executor's share of the cores, e.g. "0,1"
 
@@ -115,7 +116,7 @@ def pin_cpus() -> list[int]:
     cpus = os.environ.get(CPUS_ENV)
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})  # inherited by dvc, the stage, torch
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return affinity()
 
 
 def main(run: Path, index: int) -> int:
