@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from slurm_cluster import missing as slurm_missing
-from slurm_cluster import slurm_cluster
 from support import BIN, ROOT, git_identity_env, init_dvc_repo, run
 
 from simclr.core.config import load_params
@@ -170,15 +168,6 @@ def test_local_workers_one_gpu_each_and_results_bit_identical_to_serial(tmp_path
     assert json.loads(run(["dvc", "status", "--json"], repo, env).stdout) == {}
     again = fanout(repo, env, "--workers", "2").stdout
     assert "nothing to fan out: every stage is up to date" in again and len(runs(repo)) == 1
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    why = slurm_missing()
-    if why:
-        pytest.skip(why)
-    with slurm_cluster(tmp_path_factory.mktemp("slurm"), cpus=2) as env:
-        yield {"SLURM_CONF": env["SLURM_CONF"]}
 
 
 @pytest.mark.slow

@@ -131,6 +131,34 @@ def test_nodes_with_their_own_checkpoint_stores_are_refused(tmp_path):
     assert not (repo / "models/encoder.pt").exists() and checkpoints(repo) == {}
 
 
+SBATCH_SCRIPT = ROOT / "scripts/pretrain_nodes.sbatch"
+
+
+def test_the_slurm_script_trains_what_one_node_with_two_processes_trains(tmp_path, one_node, slurm):
+    """scripts/pretrain_nodes.sbatch, submitted to a real SLURM. The test cluster has one node, so two
+    tasks on it stand for two nodes of one task each: the script's ranks come from each task's own
+    SLURM_PROCID, which is what a per-node variable expanded once in the batch shell would get wrong."""
+    repo = project(tmp_path / "p")
+    home = tmp_path / "home"  # no Accelerate config file of the user's in the way
+    home.mkdir()
+    log = tmp_path / "job.log"
+    env = {**slurm, "HOME": str(home), "MAIN_PORT": str(free_port())}
+    run(["sbatch", "--wait", "--nodes", "1", "--ntasks-per-node", "2", "--cpus-per-task", "1", "--time", "5",
+         f"--output={log}", str(SBATCH_SCRIPT)], repo, env=env, timeout=360)
+    out = log.read_text()
+    assert "global batch 32 (2 x 16), 4 steps/epoch" in out and "peak lr 0.5" in out, out[-3000:]
+    assert_same_weights(one_node, repo)
+    assert history(repo) == history(one_node)
+
+
+def test_the_slurm_script_and_readme_pass_the_stage_its_dvc_yaml_paths():
+    expected = f'ARGS="{" ".join(ARGS)}"'
+    assert f"export {expected}" in SBATCH_SCRIPT.read_text().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    assert expected in readme.splitlines()
+    assert f"sbatch --nodes 2 --gpus-per-node 8 --cpus-per-task 32 {SBATCH_SCRIPT.relative_to(ROOT)}" in readme
+
+
 @pytest.mark.parametrize("launch", [torchrun_node, accelerate_node], ids=["torchrun", "accelerate"])
 def test_readme_shows_the_commands_these_tests_run(launch):
     """README.md's commands are the tested ones with real nodes' values: node0, port 29500, 8 GPUs each."""
