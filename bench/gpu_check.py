@@ -13,10 +13,13 @@
 3. A short full-CIFAR-10 ResNet-18 run (`--cifar PATH`, an npz; without it the project's
    5,000-image sample) in bf16 + channels_last, as many epochs as fit in what is left of the
    budget, with its kNN top-1 and a linear probe's top-1 (test split).
+4. Host waits in a step (runs first, seconds): augmentation with every op, forward and backward,
+   and the finite check with the kept-or-undone LARS step, each under
+   torch.cuda.set_sync_debug_mode("error"); the row names any part that makes the host wait.
 
 Each stage run is `python stages/pretrain.py` in its own process (Accelerate's state is per
-process). Without CUDA the script says so in one line and exits 0; `--cpu-smoke` runs parts 2 and
-3 at toy size on the CPU, so the suite can check the script itself (its figures mean nothing).
+process). Without CUDA the script says so in one line and exits 0; `--cpu-smoke` runs parts 2, 3
+and 4 at toy size on the CPU, so the suite can check the script itself (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -95,6 +98,71 @@ def syncbn_check() -> str:
     detail = ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
     return row("SyncBatchNorm, 2 processes x 8 rows vs BatchNorm over 16 (fp64, gloo on one GPU)",
                f"{verdict}: max |diff| {worst:.1e} ({detail})", "nn.SyncBatchNorm(8), 16x8x6x6")
+
+
+# ------------------------------------------------------------------------------------------
+# 4. Host waits in a step (run first)
+# ------------------------------------------------------------------------------------------
+ALL_OPS = {"crop": {}, "flip": {}, "color": {}, "grayscale": {}, "blur": {}, "cutout": {}, "noise": {},
+           "sobel": {"p": 0.5}, "rotate": {}}
+
+
+def host_waits_check(raw: dict, smoke: bool) -> str:
+    """Each part of the stage's step, run once more under torch.cuda.set_sync_debug_mode("error"),
+    which raises at a CUDA call that makes the host wait for the device: augmentation with every
+    op, the forward and backward, and the finite check with the kept-or-undone LARS step. A warm-up
+    step first (first calls may wait for lazy setup). On the CPU (--cpu-smoke) nothing can wait:
+    the parts run unchecked."""
+    from simclr.core.augment import AugmentPolicy
+    from simclr.core.config import Params, parse_augment
+    from simclr.core.finite_step import FiniteGuard, step_if
+    from simclr.core.lars import LARS, param_groups
+    from simclr.core.loss import nt_xent_loss
+    from simclr.core.model import ModelConfig, SimCLRModel
+    from simclr.pretrain import gradient_norm
+
+    params = Params.model_validate(raw)
+    device = torch.device("cpu" if smoke else "cuda")
+    model = SimCLRModel(ModelConfig.from_params(params)).to(device).train()
+    optimizer = LARS(param_groups(model, params.pretrain.weight_decay), lr=0.1)
+    policy, gen = AugmentPolicy(parse_augment(ALL_OPS)), torch.Generator(device=device).manual_seed(0)
+    images = torch.randint(0, 256, (params.batch_size, 32, 32, 3), dtype=torch.uint8, device=device)
+    guard, state = FiniteGuard(device), {}
+
+    def augment():
+        state["views"] = torch.cat([policy(images, gen), policy(images, gen)])
+
+    def forward_backward():
+        _, z = model(state["views"])
+        loss = nt_xent_loss(*z.float().chunk(2), params.temperature)
+        loss.backward()
+        state["loss"] = loss.detach()
+
+    def checked_step():
+        step_if(optimizer, guard.check(1, state["loss"], gradient_norm(model)))
+        optimizer.zero_grad(set_to_none=True)
+
+    parts = {"augment (every op)": augment, "forward + backward": forward_backward,
+             "finite check + LARS step_if": checked_step}
+    for part in parts.values():  # the warm-up step
+        part()
+    found = {}
+    for name, part in parts.items():
+        if smoke:
+            part()
+            found[name] = "not checked (CPU)"
+            continue
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            part()
+            found[name] = "none"
+        except RuntimeError as exc:
+            found[name] = "WAITS: " + str(exc).splitlines()[0][:120]
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return row("host waits in one step (torch.cuda.set_sync_debug_mode)", "; ".join(f"{k}: {v}" for k, v in found.items()),
+               f"{params.model.encoder}, batch {params.batch_size}, 1 process (no SyncBN, no all-gather)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -221,11 +289,12 @@ def main() -> int:
         print(f"gpu_check: notice: {args.cifar} does not exist (--cifar PATH); part 3 trains on the project's "
               "5,000-image CIFAR-10 sample instead (its row names the image count)", flush=True)
     start = time.perf_counter()
-    rows = [] if args.cpu_smoke else [syncbn_check()]
-    print(rows[0] if rows else "", flush=True)  # each part's result as soon as it is known
+    raw = base_params(args.cifar, args.cpu_smoke)
+    rows = [host_waits_check(raw, args.cpu_smoke)] + ([] if args.cpu_smoke else [syncbn_check()])
+    for r in rows:  # each part's result as soon as it is known (the table follows at the end)
+        print(f"gpu_check: {r}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        raw = base_params(args.cifar, args.cpu_smoke)
         params_path = folder / "prepare.yaml"
         params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
         prepare(params_path, folder / "prepared")

@@ -1,5 +1,6 @@
 """Augmentation parameter ranges and probabilities, and the colour ops against torchvision's own."""
 
+import functools
 import math
 
 import pytest
@@ -225,3 +226,19 @@ def test_figure5_ops_are_policy_ops_and_keep_the_unit_range(op):
     v1, v2 = policy(images, gen()), policy(images, gen(1))
     assert v1.shape == (16, 3, 32, 32) and v1.min() >= 0 and v1.max() <= 1
     assert not torch.equal(v1, v2)
+
+
+def test_the_gpu_form_of_the_policy_gives_the_cpu_forms_views(monkeypatch):
+    """Off the CPU the ops that touch only some samples (hue, blur, rotate) run on the whole batch
+    and keep the picked samples with torch.where, so the host never waits for a count; here that
+    form is forced on the CPU, with the same draws: each view is the one the row-picking form gives."""
+    policy = A.AugmentPolicy(parse_augment({"crop": {}, "flip": {}, "color": {}, "grayscale": {}, "blur": {},
+                                            "rotate": {"p": 0.75}}))
+    images = torch.randint(0, 256, (64, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    picked = policy(images, torch.Generator().manual_seed(1))
+    nonzero = torch.nonzero
+    monkeypatch.setattr(torch, "nonzero", lambda *a, **k: pytest.fail("the GPU form picked rows"))
+    monkeypatch.setattr(A, "apply_where", functools.partial(A.apply_where, pick_rows=False))
+    whole = policy(images, torch.Generator().manual_seed(1))
+    monkeypatch.setattr(torch, "nonzero", nonzero)
+    assert torch.equal(whole, picked)

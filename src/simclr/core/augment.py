@@ -55,6 +55,29 @@ def _bernoulli(n: int, p: float, g: torch.Generator, device) -> Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
+def apply_where(mask: Tensor, x: Tensor, op: Callable[..., Tensor], *per_sample: Tensor,
+                pick_rows: bool | None = None, in_place: bool = False) -> Tensor:
+    """``op(x, *per_sample)`` on the samples where ``mask`` holds; the others unchanged.
+
+    Picking those rows (``torch.nonzero``) needs their count on the host: on a GPU that makes
+    the host wait for the device at every call. So off the CPU (``pick_rows`` False) ``op`` runs
+    on the whole batch and ``torch.where`` keeps its result where ``mask`` holds, which costs
+    the op on the other samples and no wait; on the CPU (True) it runs on the picked rows only.
+    Each sample's result is the same either way (``op`` works per sample). ``in_place``: the
+    picked rows may be written into ``x`` (a tensor the caller just made), sparing a copy.
+    """
+    if pick_rows is None:
+        pick_rows = x.device.type == "cpu"
+    if not pick_rows:
+        return torch.where(mask.view(-1, *(1,) * (x.dim() - 1)), op(x, *per_sample), x)
+    idx = torch.nonzero(mask).squeeze(1)
+    if idx.numel() == 0:
+        return x
+    out = x if in_place else x.clone()
+    out[idx] = op(x[idx], *(t[idx] for t in per_sample))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # crop
 # --------------------------------------------------------------------------------------------
@@ -193,10 +216,7 @@ def color_distortion(x: Tensor, g: torch.Generator, strength: float = 1.0, p: fl
         gray = grayscale(x)
         target = torch.where((op == 1).view(-1, 1, 1, 1), gray.mean(dim=(1, 2, 3), keepdim=True), gray)
         target = target * (op != 0).view(-1, 1, 1, 1).to(x.dtype)  # brightness blends with black
-        x = _blend(x, target, factor.view(-1, 1, 1, 1))
-        idx = torch.nonzero(op == 3).squeeze(1)
-        if idx.numel():
-            x[idx] = adjust_hue(x[idx], f["hue"][idx])
+        x = apply_where(op == 3, _blend(x, target, factor.view(-1, 1, 1, 1)), adjust_hue, f["hue"], in_place=True)
     return x
 
 
@@ -235,12 +255,8 @@ def random_gaussian_blur(
     n = x.shape[0]
     apply = _bernoulli(n, p, g, x.device)
     sig = _uniform(n, sigma[0], sigma[1], g, x.device)
-    idx = torch.nonzero(apply).squeeze(1)
-    if idx.numel() == 0:
-        return x
-    x = x.clone()
-    x[idx] = gaussian_blur(x[idx], sig[idx], blur_kernel_size(min(x.shape[-2:]), kernel_fraction))
-    return x
+    kernel_size = blur_kernel_size(min(x.shape[-2:]), kernel_fraction)
+    return apply_where(apply, x, lambda xs, sigmas: gaussian_blur(xs, sigmas, kernel_size), sig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,12 +313,9 @@ def random_rotate90(x: Tensor, g: torch.Generator, p: float = 1.0) -> Tensor:
         raise SimCLRError(f"augment.rotate needs square images; these are {h}x{w} (set data.image_size)")
     apply = _bernoulli(b, p, g, x.device)
     k = torch.randint(1, 4, (b,), generator=g, device=x.device) * apply
-    out = x.clone()
-    for turns in (1, 2, 3):
-        idx = torch.nonzero(k == turns).squeeze(1)
-        if idx.numel():
-            out[idx] = torch.rot90(x[idx], turns, dims=(2, 3))
-    return out
+    for turns in (1, 2, 3):  # disjoint masks: a sample is turned once, from its input
+        x = apply_where(k == turns, x, lambda xs, t=turns: torch.rot90(xs, t, dims=(2, 3)))
+    return x
 
 
 # --------------------------------------------------------------------------------------------
