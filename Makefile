@@ -53,7 +53,10 @@ lock:
 	mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 	rm -rf .lock-venv
 
+# check_params first, outside DVC: DVC parses params.yaml before any stage runs, and a missing or
+# empty one gives its own error about a matrix key instead of one line about the file.
 repro: install
+	$(BIN)/python stages/check_params.py
 	dvc repro
 
 test: install $(CHROMIUM) $(SLURMD)

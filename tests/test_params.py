@@ -83,6 +83,20 @@ def test_cli_exits_2_with_one_line_and_touches_no_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.parametrize("content, fragment", [
+    ("", "params.yaml: the file is empty; it must hold every param (`git checkout params.yaml` restores the shipped one)"),
+    (None, "params.yaml: params.yaml does not exist; run from the project root"),
+])
+def test_an_empty_or_missing_params_file_is_one_line_before_dvc_parses_it(tmp_path, content, fragment):
+    """DVC's own error for these names a matrix key, not the file: `make repro` runs check_params first."""
+    if content is not None:
+        (tmp_path / "params.yaml").write_text(content)
+    proc = run(["python", str(ROOT / "stages/check_params.py")], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {fragment}"]
+    recipe = run(["make", "-n", "repro"], ROOT).stdout.splitlines()
+    assert recipe[-2:] == [f"{ROOT / '.venv/bin'}/python stages/check_params.py", "dvc repro"]
+
+
 def test_invalid_yaml_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("temperature: [0.5\n")
     proc = run(["python", str(ROOT / "stages/check_params.py")], cwd=tmp_path, check=False)

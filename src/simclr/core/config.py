@@ -459,6 +459,9 @@ def training_param_keys() -> list[str]:
 # --------------------------------------------------------------------------------------------
 def validate(raw: Any) -> Params:
     """Turn the parsed YAML document into :class:`Params` or raise :class:`ParamsError`."""
+    if raw is None:
+        raise ParamsError("params.yaml: the file is empty; it must hold every param "
+                          "(`git checkout params.yaml` restores the shipped one)")
     if not isinstance(raw, dict):
         raise ParamsError(f"params.yaml: the document is {type(raw).__name__}; expected a mapping")
     try:
