@@ -17,11 +17,11 @@ from simclr.core.checkpoint import (
     list_runs,
     remove_run,
     restore_optimizer,
-    store_path,
     training_blob,
 )
 from simclr.core.errors import CheckpointError
 from simclr.core.sources import PACKAGE_DIR, project_imports, source_digest
+from simclr.core.store import store_path
 
 
 def test_fp16_grad_scaler_state_survives_a_checkpoint(tmp_path):

@@ -76,7 +76,8 @@ def checkpoints(
     remove_all: bool = typer.Option(False, "--remove-all", help="delete every checkpoint not in use"),
 ):
     """List the pretrain checkpoint store (pretrain.checkpoint_dir): runs interrupted and not yet resumed."""
-    from simclr.core.checkpoint import list_runs, remove_run, store_path
+    from simclr.core.checkpoint import list_runs, remove_run
+    from simclr.core.store import store_path
     from simclr.pretrain import current_fingerprint
 
     p = load_params(params)

@@ -37,11 +37,10 @@ from simclr.core.config import DataParams
 from simclr.core.data import SPLITS, UNLABELED, check_images, check_labels, sha256_file
 from simclr.core.errors import DataError
 from simclr.core.preflight import (
-    IMAGE_SUFFIXES,
     NPZ_LABEL,
     STL10_FOLDER,
-    check_source,
-    is_image,
+    check_npz,
+    index_imagefolder,
     stl10_missing,
     wants_unlabeled,
 )
@@ -126,38 +125,19 @@ def _array_split(name: str, x: np.ndarray, labels: np.ndarray | None, size: int)
 
 
 def _plan_npz(path: Path, label: str, params: DataParams) -> SourcePlan:
-    if not path.is_file():
-        raise DataError(f"{label}: {path} does not exist")
+    index = check_npz(path, label, params)  # keys, headers and labels (check_params ran it too)
+    wanted = [f"x_{split}" for split in SPLITS] + (["x_unlabeled"] if wants_unlabeled(params) else [])
     try:
-        archive = np.load(path, allow_pickle=False)
-        keys = set(archive.files)
-    except Exception as exc:  # zipfile/pickle/format errors all mean the same to a user
-        raise DataError(f"{label}: {path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
-    needed = ["x_train", "y_train", "x_test", "y_test"]
-    missing = [k for k in needed if k not in keys]
-    if missing:
-        raise DataError(
-            f"{label}: {path} lacks key(s) {', '.join(missing)}; expected x_train, y_train, x_test, y_test"
-            " (and optionally class_names, x_unlabeled)"
-        )
-    try:  # check_source (run first) has found x_unlabeled when pretrain_on needs it
-        arrays = {k: archive[k] for k in needed + (["x_unlabeled"] if wants_unlabeled(params) else [])}
-        names = [str(c) for c in archive["class_names"]] if "class_names" in keys else None
+        with np.load(path, allow_pickle=False) as archive:
+            images = {k: archive[k] for k in wanted}
     except Exception as exc:
         raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-    if names is None:
-        top = max(int(arrays["y_train"].max(initial=0)), int(arrays["y_test"].max(initial=0)))
-        names = [str(i) for i in range(top + 1)]
-    splits = []
-    for split in SPLITS:
-        where = f"{path}:x_{split}/y_{split}"
-        x = check_images(arrays[f"x_{split}"], where)
-        splits.append(_array_split(split, x, check_labels(arrays[f"y_{split}"], len(x), len(names), where),
+    splits = [_array_split(split, check_images(images[f"x_{split}"], f"{path}:x_{split}/y_{split}"),
+                           index.labels[split], params.image_size) for split in SPLITS]
+    if "x_unlabeled" in images:
+        splits.append(_array_split(UNLABELED, check_images(images["x_unlabeled"], f"{path}:x_unlabeled"), None,
                                    params.image_size))
-    if "x_unlabeled" in arrays:
-        splits.append(_array_split(UNLABELED, check_images(arrays["x_unlabeled"], f"{path}:x_unlabeled"), None,
-                                   params.image_size))
-    return SourcePlan(label, names, splits)
+    return SourcePlan(label, index.class_names, splits)
 
 
 def _plan_torchvision(params: DataParams) -> SourcePlan:
@@ -220,49 +200,20 @@ def _plan_stl10(params: DataParams) -> SourcePlan:
     return SourcePlan("stl10", names, splits)
 
 
-def _images_in(folder: Path, recursive: bool = False) -> list[Path]:
-    return sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if is_image(p))
-
-
 def _plan_imagefolder(params: DataParams) -> SourcePlan:
-    root, size = Path(params.root), params.image_size
-    class_names = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    if not class_names:
-        raise DataError(f"data.source imagefolder: {root / 'train'} has no class folders")
-    splits = []
+    index = index_imagefolder(params)  # the layout, checked (check_params ran it too)
 
-    def file_split(name: str, files: list[Path], labels: np.ndarray | None) -> SplitPlan:
-        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], size)
-                for a, b in _chunks(len(files), size)]
-        return SplitPlan(name, len(files), labels, jobs, parallel=True)
+    def file_split(name: str, files: list[Path]) -> SplitPlan:
+        jobs = [functools.partial(decode_files, [str(f) for f in files[a:b]], params.image_size)
+                for a, b in _chunks(len(files), params.image_size)]
+        return SplitPlan(name, len(files), index.labels.get(name), jobs, parallel=True)
 
-    for split in SPLITS:
-        present = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
-        unknown = [c for c in present if c not in class_names]
-        if unknown:
-            raise DataError(
-                f"data.source imagefolder: {root / split / unknown[0]} is a class absent from {root / 'train'}"
-            )
-        files, labels = [], []
-        for label, name in enumerate(class_names):
-            folder = root / split / name
-            found = _images_in(folder) if folder.is_dir() else []
-            if not found and (split == "train" or folder.is_dir()):
-                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise DataError(f"data.source imagefolder: {folder} has no images ({suffixes})")
-            files += found
-            labels += [label] * len(found)
-        if not files:
-            raise DataError(f"data.source imagefolder: {root / split} has no images; expected {root}/{split}/<class>/*")
-        splits.append(file_split(split, files, np.array(labels, dtype=np.int64)))
-    if wants_unlabeled(params):  # check_source found the folder and at least one image in it
-        splits.append(file_split(UNLABELED, _images_in(root / UNLABELED, recursive=True), None))
-    return SourcePlan("imagefolder", class_names, splits)
+    return SourcePlan("imagefolder", index.class_names, [file_split(name, files) for name, files in index.files.items()])
 
 
 def plan_source(params: DataParams, sample: Path) -> SourcePlan:
-    """What the configured source will write, checked as far as it can be without decoding every image."""
-    check_source(params)
+    """What the configured source will write, checked as far as it can be without decoding every image
+    (the checks ``check_params`` runs first, simclr.core.preflight, and more)."""
     if params.source == "cifar10-sample":
         return _plan_npz(sample / SAMPLE_FILE, "cifar10-sample", params)
     if params.source == "npz":

@@ -42,12 +42,11 @@ from simclr.core.checkpoint import (
     TrainingState,
     restore_optimizer,
     run_fingerprint,
-    store_path,
     training_blob,
     training_state,
 )
 from simclr.core.config import Params
-from simclr.core.data import load_prepared, pretrain_images, sha256_file
+from simclr.core.data import check_batch_fits, load_prepared, pretrain_images, sha256_file
 from simclr.core.distributed import is_collective_failure
 from simclr.core.errors import CheckpointError, LostProcesses, SimCLRError, TrainingDiverged
 from simclr.core.evaluate import extract_features, knn_top1
@@ -57,6 +56,7 @@ from simclr.core.loss import global_nt_xent_loss
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.core.runtime import configure_cpu
 from simclr.core.schedule import lr_at, scaled_lr
+from simclr.core.store import store_path
 from simclr.core.sources import project_imports, source_digest
 from simclr.core.tracking import accelerator_options, check_tracker, log_epoch, start_tracking
 
@@ -83,10 +83,8 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
     local_batch = params.batch_size // accelerator.num_processes
     data = load_prepared(paths.prepared)
     train_x = pretrain_images(data, params.data.pretrain_on).subset(pre.train_images, params.seed)
+    check_batch_fits(params.batch_size, len(train_x), params.data.pretrain_on)  # check_params ran it too
     steps_per_epoch = len(train_x) // params.batch_size
-    if steps_per_epoch == 0:
-        raise SimCLRError(f"batch_size = {params.batch_size} is larger than the {len(train_x)} images pretraining "
-                          f"draws from (data.pretrain_on: {params.data.pretrain_on})")
     total_steps, warmup_steps = pre.epochs * steps_per_epoch, pre.warmup_epochs * steps_per_epoch
     peak_lr = scaled_lr(pre.lr, params.batch_size, pre.lr_scaling)
     net, memory_format = build_model(params, accelerator)  # the module as built: what is saved and loaded

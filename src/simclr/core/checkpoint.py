@@ -52,16 +52,6 @@ INFO = "run.json"
 LOCK = "lock"
 
 
-def store_path(setting: str) -> Path:
-    """The store folder for a ``pretrain.checkpoint_dir`` value (``~`` and ``$VARS`` expanded)."""
-    expanded = os.path.expandvars(os.path.expanduser(setting))
-    if "$" in expanded:
-        raise CheckpointError(f"pretrain.checkpoint_dir = {setting!r}: {expanded[expanded.index('$'):].split('/')[0]} "
-                              "is not set in the environment")
-    path = Path(expanded)
-    return path if path.is_absolute() else Path(os.environ.get("DVC_ROOT") or ".") / path
-
-
 def run_fingerprint(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

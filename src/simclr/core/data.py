@@ -112,6 +112,20 @@ def validation_split(y: np.ndarray, fraction: float, num_classes: int, seed: int
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
+def pretraining_count(images: dict[str, int], pretrain_on: str, train_images: int) -> int:
+    """How many images pretraining draws from: the ``pretrain_on`` splits of ``images`` (per split),
+    or ``pretrain.train_images`` of them (0: all)."""
+    total = sum(images.get(split, 0) for split in PRETRAIN_SPLITS[pretrain_on])
+    return min(total, train_images) if train_images else total
+
+
+def check_batch_fits(batch_size: int, images: int, pretrain_on: str) -> None:
+    """A global batch no larger than the images: at least one step per epoch."""
+    if images // batch_size == 0:
+        raise DataError(f"batch_size = {batch_size} is larger than the {images} images pretraining draws from "
+                        f"(data.pretrain_on: {pretrain_on}); lower batch_size")
+
+
 def pretrain_images(data: Dataset, pretrain_on: str) -> ImageRows:
     """The images pretraining draws from (``data.pretrain_on``), labels unused."""
     return ImageRows([data.images(split) for split in PRETRAIN_SPLITS[pretrain_on]])

@@ -35,9 +35,30 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except SimCLRError as exc:
-            fail(str(exc))
+            fail(str(exc) + restore_hint())
 
     return wrapper
+
+
+def restore_hint() -> str:
+    """Under `dvc repro` in the workspace: DVC deleted this stage's outputs before running it, and
+    they stay deleted when it fails (dvc.lock still names the previous ones, which are in DVC's
+    cache). The tail of the error line that says so and how to get them back; "" otherwise."""
+    stage, root = os.environ.get("DVC_STAGE"), os.environ.get("DVC_ROOT")
+    if not stage or not root or Path.cwd().resolve() != Path(root).resolve():
+        return ""  # not DVC, or an experiment's temporary copy (the workspace is untouched)
+    try:
+        from dvc.repo import Repo
+
+        with Repo(root) as repo:
+            outs = [str(out.def_path) for s in repo.stage.collect(stage) for out in s.outs if out.use_cache]
+    except Exception:  # the hint is a courtesy: never let it hide the error itself
+        return ""
+    gone = [o for o in outs if not Path(root, o).exists()]
+    if not gone:
+        return ""
+    return (f" ({' and '.join(gone)} removed by dvc repro before the stage ran; "
+            f"`dvc checkout {' '.join(gone)}` brings back the previous ones)")
 
 
 def run_stage(main) -> None:
