@@ -15,8 +15,6 @@ Views/s at batch 512 on 32x32 CIFAR images from the embedded sample.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import sys
 import time
 from pathlib import Path
@@ -27,8 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
-from simclr.core import augment  # noqa: E402
-from simclr.core.augment import AugmentPolicy  # noqa: E402
+from simclr.core.augment import AugmentPolicy, whole_batch_form  # noqa: E402
 from simclr.core.config import parse_augment  # noqa: E402
 
 BATCH = 512
@@ -54,17 +51,6 @@ def pil_pipeline(images: np.ndarray):
         T.RandomApply([T.GaussianBlur(3, sigma=(0.1, 2.0))], p=0.5), T.ToTensor()])
     pils = [Image.fromarray(x) for x in images]
     return lambda: torch.stack([t(p) for p in pils])
-
-
-@contextlib.contextmanager
-def whole_batch_form():
-    """Run the ops that touch some samples on the whole batch, as they do off the CPU."""
-    picking = augment.apply_where
-    augment.apply_where = functools.partial(picking, pick_rows=False)
-    try:
-        yield
-    finally:
-        augment.apply_where = picking
 
 
 def kornia_pipeline(batch: torch.Tensor):

@@ -9,9 +9,12 @@ can be checked before a stage runs is checked here, not in the stage:
   no dataset; an image folder's layout. Not when dvc.lock already records a prepare run with the
   same `data` params: DVC then restores data/prepared from its cache (queued and temporary
   experiments run in copies that may not hold a git-ignored source at all);
-* `batch_size` against the images pretraining draws from (the source's count, or the prepared
-  folder's manifest when prepare will not rerun);
-* the checkpoint store (`pretrain.checkpoint_dir`) can be written;
+* `batch_size` against the images pretraining draws from: counted from the source (npz, image
+  folder), or from the manifest of the prepared data dvc.lock records, read from DVC's cache (the
+  workspace may hold another run's) when prepare will not rerun;
+* the checkpoint store (`pretrain.checkpoint_dir`) can be written, when pretrain's params differ
+  from dvc.lock's (the store is pretrain's alone: a cluster path must not stop a laptop's
+  `dvc repro linear_eval`);
 * the tracker `pretrain.log_with` names is installed.
 
 The stamp is fixed text: it orders the stages and nothing more; each stage depends on its own
@@ -27,41 +30,62 @@ import yaml
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import load_params
-from simclr.core.data import check_batch_fits, pretraining_count
+from simclr.core.data import check_batch_fits, images_per_split, pretraining_count
 from simclr.core.entry import PARAMS, run_stage
 from simclr.core.preflight import check_source
 from simclr.core.store import check_store_writable
 from simclr.core.tracking import check_tracker
 
 
-def prepared_before(data: dict, lock: Path = Path("dvc.lock")) -> bool:
-    """Whether dvc.lock records the prepare stage run with these `data` params."""
+def unchanged_since_lock(stage: str, raw: dict, lock: Path = Path("dvc.lock")) -> bool:
+    """Whether dvc.lock records ``stage`` run with the values ``raw`` (params.yaml) has now for the
+    params the stage depends on."""
     try:
-        recorded = yaml.safe_load(lock.read_text())["stages"]["prepare"]["params"]["params.yaml"]["data"]
+        recorded = yaml.safe_load(lock.read_text())["stages"][stage]["params"]["params.yaml"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
         return False
-    return recorded == data
+    return all(recorded[key] == dotted_get(raw, key) for key in recorded)
 
 
-def prepared_images(prepared: Path | None) -> dict[str, int] | None:
-    """Images per split of the prepared folder (its manifest), when it is there."""
+def dotted_get(raw: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return None
+        raw = raw[part]
+    return raw
+
+
+def locked_prepared_images(prepared: Path) -> dict[str, int] | None:
+    """Images per split of the prepared folder dvc.lock records, read from DVC's cache: the
+    workspace's copy may be another run's (after a `git checkout` without `dvc checkout`). None
+    where the cache does not hold it: the pretrain stage checks the count itself."""
     try:
-        return dict(json.loads((prepared / "manifest.json").read_text())["images"])
-    except (TypeError, OSError, ValueError, KeyError):
+        from dvc.repo import Repo
+
+        outs = yaml.safe_load(Path("dvc.lock").read_text())["stages"]["prepare"]["outs"]
+        oid = next(o["md5"] for o in outs if Path(o["path"]) == prepared)
+        with Repo() as repo:
+            odb = repo.cache.local
+            entries = json.loads(Path(odb.oid_to_path(oid)).read_text())
+            manifest = next(e["md5"] for e in entries if e["relpath"] == "manifest.json")
+            return images_per_split(json.loads(Path(odb.oid_to_path(manifest)).read_text()))
+    except Exception:  # no lock, no cache, another DVC layout: a pre-check only, skipped
         return None
 
 
 def main(params: Path = PARAMS, stamp: Path = typer.Option(None, help="file to write on success"),
          prepared: Path = typer.Option(None, help="the prepared folder: its image counts, when prepare will not rerun")):
     p = load_params(params)
-    if prepared_before(p.data.model_dump()):
-        images = prepared_images(prepared)
+    raw = yaml.safe_load(params.read_text())
+    if unchanged_since_lock("prepare", raw):
+        images = locked_prepared_images(prepared) if prepared else None
     else:
         images = check_source(p.data)  # None where the source does not tell without decoding
     if images is not None:
         check_batch_fits(p.batch_size, pretraining_count(images, p.data.pretrain_on, p.pretrain.train_images),
                          p.data.pretrain_on)
-    check_store_writable(p.pretrain.checkpoint_dir)
+    if not unchanged_since_lock("pretrain", raw):  # the store is pretrain's alone
+        check_store_writable(p.pretrain.checkpoint_dir)
     check_tracker(p.pretrain.log_with)  # a missing tracker package stops here, not after pretrain's outputs are gone
     if stamp is not None:
         write_text_atomic(stamp, "params.yaml validated\n")

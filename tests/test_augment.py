@@ -1,6 +1,5 @@
 """Augmentation parameter ranges and probabilities, and the colour ops against torchvision's own."""
 
-import functools
 import math
 
 import pytest
@@ -238,7 +237,7 @@ def test_the_gpu_form_of_the_policy_gives_the_cpu_forms_views(monkeypatch):
     picked = policy(images, torch.Generator().manual_seed(1))
     nonzero = torch.nonzero
     monkeypatch.setattr(torch, "nonzero", lambda *a, **k: pytest.fail("the GPU form picked rows"))
-    monkeypatch.setattr(A, "apply_where", functools.partial(A.apply_where, pick_rows=False))
-    whole = policy(images, torch.Generator().manual_seed(1))
+    with A.whole_batch_form():
+        whole = policy(images, torch.Generator().manual_seed(1))
     monkeypatch.setattr(torch, "nonzero", nonzero)
     assert torch.equal(whole, picked)

@@ -80,6 +80,7 @@ def batch_larger_than_the_images(raw):
 
 def store_under_a_file(raw):
     raw["pretrain"]["checkpoint_dir"] = "params.yaml/checkpoints"
+    raw["temperature"] = 0.2  # pretrain reruns (the store is checked only then: it is pretrain's alone)
 
 
 CASES = [
@@ -118,4 +119,30 @@ def test_a_corrupt_image_fails_prepare_and_its_line_says_how_to_get_the_outputs_
                           "`dvc checkout data/prepared` brings back the previous ones)")
     assert not (repo / "data/prepared").exists()
     run(["dvc", "checkout", "data/prepared"], repo, env)
+    assert snapshot(repo) == before
+
+
+def test_the_batch_check_counts_the_prepared_data_dvc_lock_records_not_the_workspace_copy(project):
+    """After a `git checkout` without `dvc checkout` the workspace's data/prepared may be another
+    run's: check_params reads the manifest of the one dvc.lock records, from DVC's cache."""
+    repo, env, before = project
+    manifest = repo / "data/prepared/manifest.json"
+    original = manifest.read_text()
+    other = yaml.safe_load(original)  # JSON is YAML
+    other["images"]["train"] = 10
+    manifest.write_text(yaml.safe_dump(other))
+    params = repo / "params.yaml"
+    saved = params.read_text()
+    raw = yaml.safe_load(saved)
+    try:
+        raw["batch_size"] = 64  # fits the recorded 128 images, not the other run's 10
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        run(["python", "stages/check_params.py", "--prepared", "data/prepared"], repo, env)
+        raw["batch_size"] = 256
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        proc = run(["python", "stages/check_params.py", "--prepared", "data/prepared"], repo, env, check=False)
+        assert "batch_size = 256 is larger than the 128 images" in the_error(proc)
+    finally:
+        manifest.write_text(original)
+        params.write_text(saved)
     assert snapshot(repo) == before

@@ -84,7 +84,7 @@ def test_cli_exits_2_with_one_line_and_touches_no_output(tmp_path):
 
 
 @pytest.mark.parametrize("content, fragment", [
-    ("", "params.yaml: the file is empty; it must hold every param (`git checkout params.yaml` restores the shipped one)"),
+    ("", "params.yaml: params.yaml is empty; it must hold every param (`git checkout params.yaml` restores the shipped one)"),
     (None, "params.yaml: params.yaml does not exist; run from the project root"),
 ])
 def test_an_empty_or_missing_params_file_is_one_line_before_dvc_parses_it(tmp_path, content, fragment):

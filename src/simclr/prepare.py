@@ -132,11 +132,9 @@ def _plan_npz(path: Path, label: str, params: DataParams) -> SourcePlan:
             images = {k: archive[k] for k in wanted}
     except Exception as exc:
         raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-    splits = [_array_split(split, check_images(images[f"x_{split}"], f"{path}:x_{split}/y_{split}"),
-                           index.labels[split], params.image_size) for split in SPLITS]
+    splits = [_array_split(split, images[f"x_{split}"], index.labels[split], params.image_size) for split in SPLITS]
     if "x_unlabeled" in images:
-        splits.append(_array_split(UNLABELED, check_images(images["x_unlabeled"], f"{path}:x_unlabeled"), None,
-                                   params.image_size))
+        splits.append(_array_split(UNLABELED, images["x_unlabeled"], None, params.image_size))
     return SourcePlan(label, index.class_names, splits)
 
 

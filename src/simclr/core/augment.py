@@ -34,6 +34,7 @@ ran 770 (bench/augment_speed.py, BENCHMARKS.md). Re-run the benchmark before swi
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -55,6 +56,21 @@ def _bernoulli(n: int, p: float, g: torch.Generator, device) -> Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
+_whole_batch_everywhere = False
+
+
+@contextlib.contextmanager
+def whole_batch_form():
+    """Within it, :func:`apply_where` takes its whole-batch form on the CPU too: the form that runs
+    on a GPU, so it can be checked and timed here."""
+    global _whole_batch_everywhere
+    before, _whole_batch_everywhere = _whole_batch_everywhere, True
+    try:
+        yield
+    finally:
+        _whole_batch_everywhere = before
+
+
 def apply_where(mask: Tensor, x: Tensor, op: Callable[..., Tensor], *per_sample: Tensor,
                 pick_rows: bool | None = None, in_place: bool = False) -> Tensor:
     """``op(x, *per_sample)`` on the samples where ``mask`` holds; the others unchanged.
@@ -67,7 +83,7 @@ def apply_where(mask: Tensor, x: Tensor, op: Callable[..., Tensor], *per_sample:
     picked rows may be written into ``x`` (a tensor the caller just made), sparing a copy.
     """
     if pick_rows is None:
-        pick_rows = x.device.type == "cpu"
+        pick_rows = x.device.type == "cpu" and not _whole_batch_everywhere
     if not pick_rows:
         return torch.where(mask.view(-1, *(1,) * (x.dim() - 1)), op(x, *per_sample), x)
     idx = torch.nonzero(mask).squeeze(1)
@@ -293,7 +309,8 @@ SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 def sobel_magnitude(x: Tensor) -> Tensor:
     """|grad| of the gray image by the 3x3 Sobel pair (replicate padding), scaled to [0, 1] per image."""
     gray = F.pad(grayscale(x), (1, 1, 1, 1), mode="replicate")
-    kx = torch.tensor(SOBEL_X, dtype=x.dtype, device=x.device)
+    d = torch.arange(-1.0, 2.0, dtype=x.dtype, device=x.device)  # built on the device: a copy from the host would wait
+    kx = (2 - d.abs())[:, None] * d  # [1, 2, 1]^T [-1, 0, 1]: SOBEL_X
     kernels = torch.stack([kx, kx.T])[:, None]  # (2, 1, 3, 3): d/dx and d/dy
     gx, gy = F.conv2d(gray, kernels).unbind(1)
     mag = torch.sqrt(gx * gx + gy * gy)

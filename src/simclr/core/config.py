@@ -459,9 +459,6 @@ def training_param_keys() -> list[str]:
 # --------------------------------------------------------------------------------------------
 def validate(raw: Any) -> Params:
     """Turn the parsed YAML document into :class:`Params` or raise :class:`ParamsError`."""
-    if raw is None:
-        raise ParamsError("params.yaml: the file is empty; it must hold every param "
-                          "(`git checkout params.yaml` restores the shipped one)")
     if not isinstance(raw, dict):
         raise ParamsError(f"params.yaml: the document is {type(raw).__name__}; expected a mapping")
     try:
@@ -479,5 +476,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise ParamsError(f"params.yaml: {path} is not valid YAML ({first})") from None
+    if raw is None:
+        raise ParamsError(f"params.yaml: {path} is empty; it must hold every param "
+                          f"(`git checkout {path}` restores the shipped one)")
     return validate(raw)
 

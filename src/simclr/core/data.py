@@ -112,6 +112,11 @@ def validation_split(y: np.ndarray, fraction: float, num_classes: int, seed: int
     return np.setdiff1d(np.arange(len(y)), val), val
 
 
+def images_per_split(manifest: dict) -> dict[str, int]:
+    """A prepared manifest's image count per split (older manifests have only per-class counts)."""
+    return manifest.get("images") or {split: sum(c.values()) for split, c in manifest["counts"].items()}
+
+
 def pretraining_count(images: dict[str, int], pretrain_on: str, train_images: int) -> int:
     """How many images pretraining draws from: the ``pretrain_on`` splits of ``images`` (per split),
     or ``pretrain.train_images`` of them (0: all)."""

@@ -51,7 +51,10 @@ def restore_hint() -> str:
         from dvc.repo import Repo
 
         with Repo(root) as repo:
-            outs = [str(out.def_path) for s in repo.stage.collect(stage) for out in s.outs if out.use_cache]
+            odb = repo.cache.local
+            # outputs dvc.lock records whose previous version DVC's cache holds (not a first run, not gc'ed)
+            outs = [str(out.def_path) for s in repo.stage.collect(stage) for out in s.outs
+                    if out.use_cache and out.hash_info and out.hash_info.value and odb.exists(out.hash_info.value)]
     except Exception:  # the hint is a courtesy: never let it hide the error itself
         return ""
     gone = [o for o in outs if not Path(root, o).exists()]

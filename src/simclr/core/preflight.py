@@ -23,6 +23,7 @@ from simclr.core.data import PRETRAIN_SPLITS, SPLITS, UNLABELED, check_images, c
 from simclr.core.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+IMAGE_KINDS = ", ".join(sorted(IMAGE_SUFFIXES))  # for messages
 STL10_FOLDER = "stl10_binary"
 NPZ_LABEL = "data.source npz (data.root)"
 
@@ -63,8 +64,7 @@ def check_source(data: DataParams) -> dict[str, int] | None:
     if data.source == "imagefolder":
         return {split: len(files) for split, files in index_imagefolder(data).files.items()}
     if data.source == "npz":
-        shapes = check_npz(root, NPZ_LABEL, data).shapes
-        return {name[2:]: shape[0] for name, shape in shapes.items()}
+        return check_npz(root, NPZ_LABEL, data).images
     if data.source == "stl10" and not data.download:
         problem = stl10_missing(data)
         if problem:
@@ -110,7 +110,7 @@ def index_imagefolder(data: DataParams) -> FolderIndex:
             folder = root / split / name
             found = images_in(folder) if folder.is_dir() else []
             if not found and (split == "train" or folder.is_dir()):
-                raise DataError(f"data.source imagefolder: {folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise DataError(f"data.source imagefolder: {folder} has no images ({IMAGE_KINDS})")
             found_all += found
             found_labels += [label] * len(found)
         if not found_all:
@@ -122,7 +122,7 @@ def index_imagefolder(data: DataParams) -> FolderIndex:
             raise no_unlabeled(f"{folder} is not a folder (images at any depth below it; folder names ignored)", data)
         files[UNLABELED] = images_in(folder, recursive=True)
         if not files[UNLABELED]:
-            raise no_unlabeled(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", data)
+            raise no_unlabeled(f"{folder} holds no images ({IMAGE_KINDS})", data)
     return FolderIndex(class_names, files, labels)
 
 
@@ -134,10 +134,10 @@ NPZ_NEEDED = ("x_train", "y_train", "x_test", "y_test")
 
 @dataclass
 class NpzIndex:
-    """An npz checked as far as its headers and labels go: the image arrays' shapes, each labelled
+    """An npz checked as far as its headers and labels go: the images per split, each labelled
     split's int64 labels, and the class names (given, or 0..max label)."""
 
-    shapes: dict[str, tuple[int, ...]]
+    images: dict[str, int]  # per split it will prepare (train, test, and unlabeled when pretrain_on uses it)
     labels: dict[str, np.ndarray]
     class_names: list[str]
 
@@ -165,15 +165,18 @@ def _listed(labels: list[int], most: int = 8) -> str:
 def check_inferred_classes(y_train: np.ndarray, y_test: np.ndarray, where: str) -> None:
     """Without class names the classes are 0..max label: each must have training images, and a
     test label that no training image has could never be predicted."""
-    unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y_train).tolist()))
-    if unseen:
-        raise DataError(f"{where}: y_test holds label(s) {_listed(unseen)} that no image of y_train has; every test "
-                        "class needs training images")
-    top = int(max(y_train.max(initial=0), y_test.max(initial=0)))
-    empty = sorted(set(range(top + 1)) - set(np.unique(y_train).tolist()))
-    if empty:
+    seen = np.unique(y_train)
+    unseen = np.setdiff1d(np.unique(y_test), seen)
+    if unseen.size:
+        raise DataError(f"{where}: y_test holds label(s) {_listed(unseen.tolist())} that no image of y_train has; "
+                        "every test class needs training images")
+    top = int(seen.max(initial=0))
+    missing = top + 1 - seen.size  # labels of 0..top without a training image
+    if missing:
+        first = np.setdiff1d(np.arange(min(top + 1, seen.size + 8)), seen)[:8]  # 0..top may be huge: the first few
+        more = f" and {missing - first.size} more" if missing > first.size else ""
         raise DataError(f"{where}: without class_names the classes are the labels 0..{top}, but y_train has no image of "
-                        f"{_listed(empty)}; relabel them 0..K-1 or add class_names")
+                        f"{', '.join(str(c) for c in first.tolist())}{more}; relabel them 0..K-1 or add class_names")
 
 
 def check_npz(path: Path, label: str, data: DataParams) -> NpzIndex:
@@ -201,12 +204,12 @@ def check_npz(path: Path, label: str, data: DataParams) -> NpzIndex:
             names = [str(c) for c in archive["class_names"]] if "class_names" in headers else None
     except Exception as exc:
         raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-    inferred = names is None
-    if inferred:  # the classes are the labels 0..max; a label that is no integer is check_labels' to name
-        top = max((int(raw[s].max(initial=0)) for s in SPLITS if np.issubdtype(raw[s].dtype, np.integer)), default=0)
-        names = [str(i) for i in range(top + 1)]
-    labels = {split: check_labels(raw[split], headers[f"x_{split}"].shape[0], len(names), f"{path}:x_{split}/y_{split}")
-              for split in SPLITS}
-    if inferred:
+    # without names the classes are the labels 0..max (a label that is no integer is check_labels' to name)
+    top = max((int(raw[s].max(initial=0)) for s in SPLITS if np.issubdtype(raw[s].dtype, np.integer)), default=0)
+    labels = {split: check_labels(raw[split], headers[f"x_{split}"].shape[0], len(names) if names else top + 1,
+                                  f"{path}:x_{split}/y_{split}") for split in SPLITS}
+    if names is None:
         check_inferred_classes(labels["train"], labels["test"], f"{path}:y_train/y_test")
-    return NpzIndex({k: v.shape for k, v in headers.items() if k.startswith("x_")}, labels, names)
+        names = [str(i) for i in range(top + 1)]
+    images = [*SPLITS, *([UNLABELED] if wants_unlabeled(data) else [])]
+    return NpzIndex({split: headers[f"x_{split}"].shape[0] for split in images}, labels, names)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, describe_ops, dotted
+from simclr.core.data import images_per_split
 from simclr.core.errors import SimCLRError
 from simclr.core.grids import GRIDS, budgets, read_points
 from simclr.report.figures import (
@@ -83,7 +84,7 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     manifest = _read_json(paths.prepared / "manifest.json")
     points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
     fractions = [_read_json(fraction_file(paths.finetune, f)) for f in params.finetune.label_fractions]
-    images = manifest.get("images") or {s: sum(c.values()) for s, c in manifest["counts"].items()}  # older manifests
+    images = images_per_split(manifest)
     n = images["test"]  # every top-1 is scored on the whole test split: the noise of each reading
 
     figures = paths.out / FIGURES
