@@ -93,7 +93,8 @@ def test_an_empty_or_missing_params_file_is_one_line_before_dvc_parses_it(tmp_pa
         (tmp_path / "params.yaml").write_text(content)
     proc = run(["python", str(ROOT / "stages/check_params.py")], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: {fragment}"]
-    recipe = run(["make", "-n", "repro"], ROOT).stdout.splitlines()
+    # a clean make: under `make test` MAKELEVEL and MAKEFLAGS would add "Leaving directory" lines
+    recipe = run(["make", "--no-print-directory", "-n", "repro"], ROOT, env={"MAKELEVEL": "", "MAKEFLAGS": ""}).stdout.splitlines()
     assert recipe[-2:] == [f"{ROOT / '.venv/bin'}/python stages/check_params.py", "dvc repro"]
 
 
