@@ -14,12 +14,24 @@ import sys
 from datetime import timedelta
 
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 from torch import nn
 
-from simclr.core.distributed import gather_with_grad, gather_without_grad
+from simclr.core.distributed import gather_with_grad
 from simclr.core.loss import global_nt_xent_loss, nt_xent_loss
+
+
+
+def gather_without_grad(x):
+    """The common mistake this test shows is wrong: all_gather returns tensors without gradients,
+    so only this rank's own rows carry them back."""
+    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, x.contiguous())
+    out[dist.get_rank()] = x
+    return torch.cat(out)
+
 
 out_path, mode = sys.argv[1], sys.argv[2]
 acc = Accelerator(cpu=True, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=60))])

@@ -57,13 +57,3 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
-
-
-def gather_without_grad(x: Tensor) -> Tensor:
-    """The common mistake, kept for the test that shows why it is wrong."""
-    if not is_distributed():
-        return x
-    out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    out[dist.get_rank()] = x
-    return torch.cat(out)

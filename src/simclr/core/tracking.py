@@ -28,7 +28,6 @@ from typing import Any
 from simclr.core.config import dotted
 from simclr.core.errors import SimCLRError
 
-TRACKERS = ("dvclive", "tensorboard", "wandb")  # each is also the package it needs (pyproject extras)
 LOG_DIR = Path("logs")
 LOGGED = ("loss", "lr", "knn_top1", "images_per_second")
 WANDB_PROJECT = "simclr"

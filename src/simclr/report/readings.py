@@ -261,7 +261,6 @@ def with_base(params: Params, kind: str, rows: list[dict], results: dict[str, li
     return rows + added
 
 
-POINT_METRICS = ("top1_h", "top1_z", "knn_top1", "loss")
 
 
 def grid_table(rows: list[dict], kind: str, columns: list[str]) -> pd.DataFrame:
