@@ -37,12 +37,20 @@ from simclr.core.store import check_store_writable
 from simclr.core.tracking import check_tracker
 
 
-def unchanged_since_lock(stage: str, raw: dict, lock: Path = Path("dvc.lock")) -> bool:
-    """Whether dvc.lock records ``stage`` run with the values ``raw`` (params.yaml) has now for the
-    params the stage depends on."""
+def locked_stages(lock: Path = Path("dvc.lock")) -> dict:
+    """dvc.lock's stages ({} without a readable lock)."""
     try:
-        recorded = yaml.safe_load(lock.read_text())["stages"][stage]["params"]["params.yaml"]
+        return yaml.safe_load(lock.read_text())["stages"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+
+
+def unchanged_since_lock(locked: dict | None, raw: dict) -> bool:
+    """Whether a stage's dvc.lock entry records the values ``raw`` (params.yaml) has now for the
+    params the stage depends on (False without an entry)."""
+    try:
+        recorded = locked["params"]["params.yaml"]
+    except (KeyError, TypeError):
         return False
     return all(recorded[key] == dotted_get(raw, key) for key in recorded)
 
@@ -55,36 +63,35 @@ def dotted_get(raw: dict, key: str):
     return raw
 
 
-def locked_prepared_images(prepared: Path) -> dict[str, int] | None:
-    """Images per split of the prepared folder dvc.lock records, read from DVC's cache: the
-    workspace's copy may be another run's (after a `git checkout` without `dvc checkout`). None
-    where the cache does not hold it: the pretrain stage checks the count itself."""
+def locked_prepared_images(locked: dict, prepared: Path) -> dict[str, int] | None:
+    """Images per split of the prepared folder prepare's dvc.lock entry records, read from DVC's
+    cache: the workspace's copy may be another run's (after a `git checkout` without
+    `dvc checkout`). None where the cache does not hold it: the pretrain stage checks the count itself."""
     try:
         from dvc.repo import Repo
 
-        outs = yaml.safe_load(Path("dvc.lock").read_text())["stages"]["prepare"]["outs"]
-        oid = next(o["md5"] for o in outs if Path(o["path"]) == prepared)
+        oid = next(o["md5"] for o in locked["outs"] if Path(o["path"]) == prepared)
         with Repo() as repo:
             odb = repo.cache.local
             entries = json.loads(Path(odb.oid_to_path(oid)).read_text())
             manifest = next(e["md5"] for e in entries if e["relpath"] == "manifest.json")
             return images_per_split(json.loads(Path(odb.oid_to_path(manifest)).read_text()))
-    except Exception:  # no lock, no cache, another DVC layout: a pre-check only, skipped
+    except Exception:  # no cache, another DVC layout: a pre-check only, skipped
         return None
 
 
 def main(params: Path = PARAMS, stamp: Path = typer.Option(None, help="file to write on success"),
          prepared: Path = typer.Option(None, help="the prepared folder: its image counts, when prepare will not rerun")):
     p = load_params(params)
-    raw = yaml.safe_load(params.read_text())
-    if unchanged_since_lock("prepare", raw):
-        images = locked_prepared_images(prepared) if prepared else None
+    raw, locked = yaml.safe_load(params.read_text()), locked_stages()
+    if unchanged_since_lock(locked.get("prepare"), raw):
+        images = locked_prepared_images(locked["prepare"], prepared) if prepared else None
     else:
         images = check_source(p.data)  # None where the source does not tell without decoding
     if images is not None:
         check_batch_fits(p.batch_size, pretraining_count(images, p.data.pretrain_on, p.pretrain.train_images),
                          p.data.pretrain_on)
-    if not unchanged_since_lock("pretrain", raw):  # the store is pretrain's alone
+    if not unchanged_since_lock(locked.get("pretrain"), raw):  # the store is pretrain's alone
         check_store_writable(p.pretrain.checkpoint_dir)
     check_tracker(p.pretrain.log_with)  # a missing tracker package stops here, not after pretrain's outputs are gone
     if stamp is not None:

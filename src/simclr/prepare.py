@@ -126,16 +126,13 @@ def _array_split(name: str, x: np.ndarray, labels: np.ndarray | None, size: int)
 
 def _plan_npz(path: Path, label: str, params: DataParams) -> SourcePlan:
     index = check_npz(path, label, params)  # keys, headers and labels (check_params ran it too)
-    wanted = [f"x_{split}" for split in SPLITS] + (["x_unlabeled"] if wants_unlabeled(params) else [])
     try:
         with np.load(path, allow_pickle=False) as archive:
-            images = {k: archive[k] for k in wanted}
+            images = {split: archive[f"x_{split}"] for split in index.images}  # the splits it prepares
     except Exception as exc:
         raise DataError(f"{label}: {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
-    splits = [_array_split(split, images[f"x_{split}"], index.labels[split], params.image_size) for split in SPLITS]
-    if "x_unlabeled" in images:
-        splits.append(_array_split(UNLABELED, images["x_unlabeled"], None, params.image_size))
-    return SourcePlan(label, index.class_names, splits)
+    return SourcePlan(label, index.class_names, [_array_split(split, x, index.labels.get(split), params.image_size)
+                                                 for split, x in images.items()])
 
 
 def _plan_torchvision(params: DataParams) -> SourcePlan:

@@ -72,19 +72,18 @@ def whole_batch_form():
 
 
 def apply_where(mask: Tensor, x: Tensor, op: Callable[..., Tensor], *per_sample: Tensor,
-                pick_rows: bool | None = None, in_place: bool = False) -> Tensor:
+                in_place: bool = False) -> Tensor:
     """``op(x, *per_sample)`` on the samples where ``mask`` holds; the others unchanged.
 
     Picking those rows (``torch.nonzero``) needs their count on the host: on a GPU that makes
-    the host wait for the device at every call. So off the CPU (``pick_rows`` False) ``op`` runs
-    on the whole batch and ``torch.where`` keeps its result where ``mask`` holds, which costs
-    the op on the other samples and no wait; on the CPU (True) it runs on the picked rows only.
+    the host wait for the device at every call. So off the CPU (and on it within
+    :func:`whole_batch_form`) ``op`` runs on the whole batch and ``torch.where`` keeps its result
+    where ``mask`` holds, which costs the op on the other samples and no wait; on the CPU it runs
+    on the picked rows only.
     Each sample's result is the same either way (``op`` works per sample). ``in_place``: the
     picked rows may be written into ``x`` (a tensor the caller just made), sparing a copy.
     """
-    if pick_rows is None:
-        pick_rows = x.device.type == "cpu" and not _whole_batch_everywhere
-    if not pick_rows:
+    if x.device.type != "cpu" or _whole_batch_everywhere:
         return torch.where(mask.view(-1, *(1,) * (x.dim() - 1)), op(x, *per_sample), x)
     idx = torch.nonzero(mask).squeeze(1)
     if idx.numel() == 0:

@@ -157,9 +157,10 @@ def _npy_headers(path: Path) -> dict[str, SimpleNamespace]:
     return headers
 
 
-def _listed(labels: list[int], most: int = 8) -> str:
-    shown = ", ".join(str(v) for v in labels[:most])
-    return shown + (f" and {len(labels) - most} more" if len(labels) > most else "")
+def _listed(first: np.ndarray, total: int) -> str:
+    """The first few of ``total`` labels, and how many more."""
+    shown = ", ".join(str(v) for v in first.tolist())
+    return shown + (f" and {total - first.size} more" if total > first.size else "")
 
 
 def check_inferred_classes(y_train: np.ndarray, y_test: np.ndarray, where: str) -> None:
@@ -168,15 +169,14 @@ def check_inferred_classes(y_train: np.ndarray, y_test: np.ndarray, where: str) 
     seen = np.unique(y_train)
     unseen = np.setdiff1d(np.unique(y_test), seen)
     if unseen.size:
-        raise DataError(f"{where}: y_test holds label(s) {_listed(unseen.tolist())} that no image of y_train has; "
+        raise DataError(f"{where}: y_test holds label(s) {_listed(unseen[:8], unseen.size)} that no image of y_train has; "
                         "every test class needs training images")
     top = int(seen.max(initial=0))
     missing = top + 1 - seen.size  # labels of 0..top without a training image
     if missing:
         first = np.setdiff1d(np.arange(min(top + 1, seen.size + 8)), seen)[:8]  # 0..top may be huge: the first few
-        more = f" and {missing - first.size} more" if missing > first.size else ""
         raise DataError(f"{where}: without class_names the classes are the labels 0..{top}, but y_train has no image of "
-                        f"{', '.join(str(c) for c in first.tolist())}{more}; relabel them 0..K-1 or add class_names")
+                        f"{_listed(first, missing)}; relabel them 0..K-1 or add class_names")
 
 
 def check_npz(path: Path, label: str, data: DataParams) -> NpzIndex:
