@@ -32,8 +32,8 @@ def readme_snippet(name: str) -> str:
     return match.group(1)
 
 
-README_RESNET_SNIPPET = readme_snippet("export-resnet")
-README_SMALL_CNN_SNIPPET = readme_snippet("export-small-cnn")
+SNIPPETS = {"small_cnn": readme_snippet("export-small-cnn"), "small_resnet": readme_snippet("export-small-resnet"),
+            "resnet18": readme_snippet("export-resnet")}
 
 # The child: nothing of this project (nor of its heavy dependencies) can be imported, first thing.
 # A None in sys.modules is how Python spells "not installed": `import x` raises ModuleNotFoundError
@@ -66,6 +66,7 @@ assert not [m for m in sys.modules if m.partition(".")[0] in BLOCKED and m not i
 
 CASES = {  # name: (encoder, width, cifar_stem, image_size)
     "small_cnn": ("small_cnn", 8, True, 32),
+    "small_resnet": ("small_resnet", 8, True, 32),
     "resnet18_cifar": ("resnet18", 8, True, 32),
     "resnet18_imagenet_stem": ("resnet18", 8, False, 64),
 }
@@ -109,8 +110,7 @@ def exported(tmp_path_factory):
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr
         assert len(stdout.splitlines()) == 1 and stdout.startswith("wrote "), stdout
-    snippets = [(str(folder), README_SMALL_CNN_SNIPPET if CASES[name][0] == "small_cnn" else README_RESNET_SNIPPET)
-                for name, (_, folder) in cases.items()]
+    snippets = [(str(folder), SNIPPETS[CASES[name][0]]) for name, (_, folder) in cases.items()]
     child = root / "child.py"
     child.write_text(CHILD)
     run([sys.executable, str(child), json.dumps(snippets)], cwd=root, timeout=120)

@@ -226,7 +226,7 @@ class DataParams(Section):
 
 
 class ModelParams(Section):
-    encoder: Literal["small_cnn", "resnet18", "resnet34", "resnet50"]
+    encoder: Literal["small_cnn", "small_resnet", "resnet18", "resnet34", "resnet50"]
     width: Annotated[Int, at.Ge(1), at.Le(4096)]
     cifar_stem: Bool
     head_hidden_dim: Annotated[Int, at.Ge(1), at.Le(65536)]
