@@ -1,5 +1,6 @@
 """DVC stages `finetune@<fraction>`: at one label fraction, the pretrained network fine-tuned vs the
-same network from scratch vs a linear probe, on the same labels -> its metrics file. See simclr.finetune."""
+same network from scratch vs a linear probe, on the same labels -> its metrics file and which test
+images each got right. See simclr.finetune."""
 
 from pathlib import Path
 
@@ -16,9 +17,10 @@ def main(
     prepared: Path = PREPARED,
     encoder: Path = typer.Option(..., help="the pretrained encoder"),
     out: Path = typer.Option(..., help="metrics JSON to write"),
+    correct: Path = typer.Option(..., help="JSON to write: which test images each model got right"),
     params: Path = PARAMS,
 ):
-    run_finetune(load_params(params), parse_fraction(fraction), prepared, encoder, out)
+    run_finetune(load_params(params), parse_fraction(fraction), prepared, encoder, out, correct)
 
 
 if __name__ == "__main__":

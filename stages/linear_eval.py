@@ -1,5 +1,6 @@
 """DVC stage `linear_eval`: the frozen encoder's features -> linear probes on h and z = g(h), a
-weighted kNN, and the same probe on a random-init encoder -> its metrics and the confusion table."""
+weighted kNN, and the same probe on a random-init encoder -> its metrics, the confusion table and
+which test images each probe got right."""
 
 from pathlib import Path
 
@@ -16,9 +17,10 @@ def main(
     encoder: Path = typer.Option(..., help="the pretrained encoder"),
     metrics: Path = typer.Option(..., help="metrics JSON to write"),
     confusion: Path = typer.Option(..., help="(actual, predicted) CSV to write"),
+    correct: Path = typer.Option(..., help="JSON to write: which test images each probe got right"),
     params: Path = PARAMS,
 ):
-    linear_eval(load_params(params), LinearEvalPaths(prepared, encoder, metrics, confusion))
+    linear_eval(load_params(params), LinearEvalPaths(prepared, encoder, metrics, confusion, correct))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from support import ROOT, dvc_paths, init_dvc_repo, make_npz, run, stage_command
 
 from simclr.ablation import point_params
 from simclr.core.config import ParamsError, augment_pair_ops, validate
+from simclr.core.correctness import unpack
 from simclr.core.grids import BUDGET_KINDS, GRIDS, Point, grid_points, parse_point, point_file
 from simclr.report import readings as R
 
@@ -125,9 +126,13 @@ def test_one_point_end_to_end_and_a_bad_value_is_one_line(tmp_path):
     point = {"ops": "sobel+rotate", "epochs": 1, "seed": 1}
     done = run(stage_command("ablate_augment", point, scripts=ROOT), tmp_path)
     m = json.loads((tmp_path / dvc_paths()["ablation"] / "augment/sobel+rotate/1ep-seed1.json").read_text())
-    # numbers only: the grid and the value are the file's path
+    # numbers, and which test images each probe got right: the grid and the value are the file's path
+    correct = m.pop("correct")
     assert set(m) == {"top1_h", "top1_z", "knn_top1", "loss", "train_images", "wall_seconds"}
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) and m["train_images"] == 96
+    assert set(correct) == {"top1_h", "top1_z"}
+    for key, bits in correct.items():  # one bit per test image, in the split's order, agreeing with the top-1
+        assert len(unpack(bits)) == 40 and round(100 * unpack(bits).mean(), 2) == m[key], key
     assert "on one branch" in done.stdout
     bad = run(stage_command("ablate_head", {"h": "deep", "epochs": 1, "seed": 0}, scripts=ROOT), tmp_path, check=False)
     assert bad.returncode == 2

@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 from support import ROOT, make_npz, run, stage_command
 
+from simclr.core.correctness import unpack
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.finetune import labelled_subset
 from simclr.report.readings import finetune_table, read_finetune
@@ -52,6 +53,10 @@ def test_finetune_stage_writes_the_three_scores_and_is_deterministic(tmp_path):
     for key in ("finetune_top1", "scratch_top1", "linear_top1"):
         assert 0 <= m[key] <= 100
     assert m["gain_over_scratch"] == round(m["finetune_top1"] - m["scratch_top1"], 2)
+    correct = json.loads((tmp_path / "finetune/0.25-correct.json").read_text())["correct"]
+    assert set(correct) == {"finetune_top1", "scratch_top1", "linear_top1"}
+    for key, bits in correct.items():  # one bit per test image, agreeing with the top-1
+        assert len(unpack(bits)) == 40 and round(100 * unpack(bits).mean(), 2) == m[key], key
     finetune(tmp_path, "0.25")
     again = json.loads(out.read_text())
     assert {k: v for k, v in again.items() if k != "wall_seconds"} == {k: v for k, v in m.items() if k != "wall_seconds"}

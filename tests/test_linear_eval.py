@@ -9,6 +9,7 @@ import torch
 import yaml
 from support import prepared_project, run, stage_command
 
+from simclr.core.correctness import unpack
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import linear_probe, train_linear_probe
 from simclr.finetune import labelled_subset
@@ -48,10 +49,17 @@ def test_the_stage_chooses_on_validation_and_scores_the_test_split_once(tmp_path
     assert out.count("chosen on validation") == 3
     # the confusion matrix is the test split's: one row per test image
     assert len((repo / "metrics/confusion.csv").read_text().splitlines()) == 1 + len(data.test.y)
+    # which test images each probe got right: the report pairs its gaps on them
+    correct = json.loads((repo / "metrics/linear_eval_correct.json").read_text())["correct"]
+    assert set(correct) == {"top1_h", "top1_z", "random_init_top1"}
+    for key, bits in correct.items():
+        assert len(unpack(bits)) == len(data.test.y) and round(100 * unpack(bits).mean(), 2) == m[key], key
+    predicted_h = [row.split(",")[1] for row in (repo / "metrics/confusion.csv").read_text().splitlines()[1:]]
+    assert list(unpack(correct["top1_h"])) == [data.class_names[a] == p for a, p in zip(data.test.y, predicted_h)]
     # outputs are written atomically, with the mode a plain write gives (readable by others sharing the cache)
     mask = os.umask(0)
     os.umask(mask)
-    for out in ("metrics/linear_eval.json", "metrics/confusion.csv", "models/encoder.pt"):
+    for out in ("metrics/linear_eval.json", "metrics/confusion.csv", "metrics/linear_eval_correct.json", "models/encoder.pt"):
         assert (repo / out).stat().st_mode & 0o777 == 0o666 & ~mask, out
 
 

@@ -12,11 +12,12 @@ pytestmark = pytest.mark.slow
 ABLATION = ["ablate_augment@crop+color-1-0", "ablate_batch_size@64-1-0", "ablate_head@mlp-1-0", "ablate_head@none-1-0",
             "ablate_temperature@0.5-1-0"]
 OUTPUTS = ["data/prepared/manifest.json", "models/encoder.pt", "metrics/pretrain.json", "metrics/pretrain_history.csv",
-           "metrics/linear_eval.json", "metrics/confusion.csv", "reports/report.md", "reports/index.html",
+           "metrics/linear_eval.json", "metrics/confusion.csv", "metrics/linear_eval_correct.json", "reports/report.md", "reports/index.html",
            "reports/figures/curves.png", "reports/figures/metrics.png", "reports/figures/confusion.png",
            "reports/figures/view_pairs.png", "reports/figures/ablation_temperature.png",
            "reports/figures/ablation_head.png", "reports/figures/ablation_augment.png",
            "reports/figures/ablation_batch_size.png", "metrics/ablation/head/mlp/1ep-seed0.json", "metrics/finetune/0.25.json",
+           "metrics/finetune/0.25-correct.json",
            "reports/figures/finetune.png"]
 
 

@@ -5,17 +5,26 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from support import ROOT, make_npz, run, stage_command
+
+from simclr.core.correctness import pack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FIGURES = ["metrics.png", "curves.png", "confusion.png", "view_pairs.png", "finetune.png", "ablation_temperature.png",
            "ablation_head.png", "ablation_augment.png", "ablation_batch_size.png", "ablation_budgets.png"]
 
 
+def correct(top1: float, n: int = 30, shift: int = 0) -> str:
+    """A per-image record of `top1` % on n test images: the first images right, rotated by `shift`."""
+    right = round(top1 * n / 100)
+    return pack(np.roll(np.arange(n) < right, shift))
+
+
 def write_stage_outputs(root: Path) -> None:
-    """What prepare, pretrain, linear_eval and the ablate stages write, for a small run."""
+    """What prepare, pretrain, linear_eval, finetune and the ablate stages write, for a small run."""
     m = root / "metrics"
     (m / "ablation").mkdir(parents=True)
     (m / "pretrain.json").write_text(json.dumps({"loss": 4.1, "epochs": 3, "images_per_second": 900.0,
@@ -29,6 +38,8 @@ def write_stage_outputs(root: Path) -> None:
     classes = ["airplane", "automobile", "bird"]
     rows = ["actual,predicted"] + [f"{classes[i % 3]},{classes[(i * 7) % 3]}" for i in range(30)]
     (m / "confusion.csv").write_text("\n".join(rows) + "\n")
+    (m / "linear_eval_correct.json").write_text(json.dumps({"correct": {
+        "top1_h": correct(40.0), "top1_z": correct(35.0), "random_init_top1": correct(30.0, shift=3)}}))
     points = {"temperature": {"0.1": 38.0, "0.5": 41.0, "1.0": 36.0}, "head": {"none": 33.0, "linear": 37.0, "mlp": 40.0},
               "batch_size": {"32": 35.0, "512": 39.0},
               "augment": {"crop": 34.0, "color": 30.0, "crop+color": 41.0, "color+crop": 39.0}}
@@ -38,6 +49,8 @@ def write_stage_outputs(root: Path) -> None:
             {"label_fraction": float(fraction), "labelled_images": round(96 * float(fraction)) or 3,
              "finetune_top1": tuned, "scratch_top1": scratch, "linear_top1": linear,
              "gain_over_scratch": tuned - scratch, "test_images": 1000, "steps": 300, "wall_seconds": 9.0}))
+        (m / "finetune" / f"{fraction}-correct.json").write_text(json.dumps({"correct": {
+            "finetune_top1": correct(tuned), "scratch_top1": correct(scratch, shift=5), "linear_top1": correct(linear)}}))
     # two seeds (0.5 points below and above the value) at budget 3; the head and temperature grids
     # also at 30 epochs, 10 points higher
     for kind, values in points.items():
@@ -48,7 +61,8 @@ def write_stage_outputs(root: Path) -> None:
                     path = m / "ablation" / kind / value / f"{epochs}ep-seed{seed}.json"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps({"top1_h": t, "top1_z": t - 4, "knn_top1": t - 6, "loss": 4.3,
-                                                "train_images": 96, "wall_seconds": 5.0}))
+                                                "train_images": 96, "wall_seconds": 5.0,
+                                                "correct": {"top1_h": correct(t, shift=seed), "top1_z": correct(t - 4)}}))
 
 
 @pytest.fixture(scope="module")

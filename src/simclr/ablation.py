@@ -39,6 +39,7 @@ import torch
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, SectionReads, augment_pair_ops, describe_ops, training_param_keys
+from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
@@ -107,19 +108,21 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
     le = POINT_PROBE.view(p)
 
     def probe(train, test):
-        top1, _ = linear_probe(train, data.train.y, test, data.test.y, data.num_classes, le.epochs, le.lr,
+        _, pred = linear_probe(train, data.train.y, test, data.test.y, data.num_classes, le.epochs, le.lr,
                                le.batch_size, le.weight_decay, seed=p.seed)
-        return round(top1, 2)
+        return top1_and_correct(pred, data.test.y)
 
-    metrics = {  # numbers only: the grid, value, budget and seed are the file's path (simclr.core.grids.point_file)
-        "top1_h": probe(h_train, h_test),
-        "top1_z": probe(z_train, z_test),
+    (top1_h, correct_h), (top1_z, correct_z) = probe(h_train, h_test), probe(z_train, z_test)
+    metrics = {  # the grid, value, budget and seed are the file's path (simclr.core.grids.point_file)
+        "top1_h": round(top1_h, 2),
+        "top1_z": round(top1_z, 2),
         "knn_top1": round(knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, le.knn_k,
                                    le.knn_temperature), 2),
         "loss": round(pre["loss"], 4),
         "train_images": n_train,
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
-    write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")
     log("ablation: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    metrics["correct"] = {"top1_h": correct_h, "top1_z": correct_z}  # the test images each probe got right
+    write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")
     return metrics

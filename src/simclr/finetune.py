@@ -32,6 +32,7 @@ from torch import nn
 from simclr.core.atomic import write_text_atomic
 from simclr.core.augment import AugmentPolicy, to_float
 from simclr.core.config import FinetuneParams, Params, SectionReads, parse_augment
+from simclr.core.correctness import top1_and_correct
 from simclr.core.data import ImageRows, class_balanced_rows, load_prepared
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
@@ -110,26 +111,26 @@ def train_classifier(net: Classifier, x: ImageRows | np.ndarray, y: np.ndarray, 
 
 
 @torch.no_grad()
-def top1(net: nn.Module, x: np.ndarray, y: np.ndarray, device: torch.device, batch_size: int = 512) -> float:
+def predict(net: nn.Module, x: np.ndarray, device: torch.device, batch_size: int = 512) -> np.ndarray:
     net.eval()
-    correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = net(to_float(torch.from_numpy(np.array(x[start: start + batch_size])).to(device)))
-        correct += int((logits.argmax(1).cpu() == torch.as_tensor(y[start: start + batch_size])).sum())
-    return 100.0 * correct / len(x)
+    return np.concatenate([net(to_float(torch.from_numpy(np.array(x[start: start + batch_size])).to(device)))
+                           .argmax(1).cpu().numpy() for start in range(0, len(x), batch_size)])
 
 
-def probe_top1(model: SimCLRModel, x: ImageRows | np.ndarray, y: np.ndarray, data, le: SimpleNamespace, seed: int,
-               device: torch.device) -> float:
+def probe_predict(model: SimCLRModel, x: ImageRows | np.ndarray, y: np.ndarray, data, le: SimpleNamespace, seed: int,
+                  device: torch.device) -> np.ndarray:
+    """The linear probe's predictions on the test split, trained on the frozen h of (x, y)."""
     h_train, _ = extract_features(model, x, device)
     h_test, _ = extract_features(model, data.test.x, device)
-    accuracy, _ = linear_probe(h_train, y, h_test, data.test.y, data.num_classes, le.epochs, le.lr, le.batch_size,
-                               le.weight_decay, seed=seed)
-    return accuracy
+    _, pred = linear_probe(h_train, y, h_test, data.test.y, data.num_classes, le.epochs, le.lr, le.batch_size,
+                           le.weight_decay, seed=seed)
+    return pred.cpu().numpy()
 
 
-def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path, out: Path, log=print) -> dict:
-    """Fine-tuned vs from scratch vs linear at one label fraction; writes its metrics file ``out`` atomically."""
+def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path, out: Path, correct: Path,
+                 log=print) -> dict:
+    """Fine-tuned vs from scratch vs linear at one label fraction; writes its metrics file ``out`` and which
+    test images each got right, ``correct`` (:mod:`simclr.core.correctness`), atomically."""
     ft, seed = params.finetune, params.seed
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
@@ -142,13 +143,15 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     log(f"finetune: label fraction {fraction}: {len(rows)} labelled images of {len(data.train.y)} "
         f"({data.num_classes} classes), {ft.steps} steps of batch {min(ft.batch_size, len(rows))}")
 
-    linear = probe_top1(pretrained.to(device), x, y, data, PROBE.view(params), seed, device)
+    linear, correct_linear = top1_and_correct(
+        probe_predict(pretrained.to(device), x, y, data, PROBE.view(params), seed, device), data.test.y)
     torch.manual_seed(seed)  # the new linear layer's init
     tuned = train_classifier(Classifier(pretrained.encoder, data.num_classes), x, y, ft, seed, device)
-    finetuned = top1(tuned, data.test.x, data.test.y, device)
+    finetuned, correct_finetuned = top1_and_correct(predict(tuned, data.test.x, device), data.test.y)
     torch.manual_seed(seed)
     scratch_net = Classifier(SimCLRModel(pretrained.config).encoder, data.num_classes)
-    scratch = top1(train_classifier(scratch_net, x, y, ft, seed, device), data.test.x, data.test.y, device)
+    scratch, correct_scratch = top1_and_correct(
+        predict(train_classifier(scratch_net, x, y, ft, seed, device), data.test.x, device), data.test.y)
 
     metrics = {
         "label_fraction": fraction,
@@ -161,6 +164,8 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
         "steps": ft.steps,
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
+    write_text_atomic(correct, json.dumps({"correct": {"finetune_top1": correct_finetuned, "scratch_top1": correct_scratch,
+                                                       "linear_top1": correct_linear}}, indent=2) + "\n")
     write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")
     log("finetune: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics

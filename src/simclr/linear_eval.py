@@ -25,6 +25,7 @@ import torch
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, SectionReads
+from simclr.core.correctness import pack
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
 from simclr.core.model import SimCLRModel, load_encoder
@@ -37,6 +38,7 @@ class LinearEvalPaths:
     encoder: Path
     metrics: Path  # outputs
     confusion: Path
+    correct: Path  # which test images each probe got right (simclr.core.correctness)
 
 
 # What the stage reads of linear_eval (it reads it through `READS.view` only): not the fixed
@@ -99,14 +101,14 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     h_train, z_train = extract_features(model, data.train.x, device)
     h_test, z_test = extract_features(model, data.test.x, device)
     choice_h, val_h, top1_h, pred_h = evaluate(h_train, h_test, "h")
-    _, val_z, top1_z, _ = evaluate(z_train, z_test, "z = g(h)")
+    _, val_z, top1_z, pred_z = evaluate(z_train, z_test, "z = g(h)")
     knn_h = knn(h_train, h_test)
 
     torch.manual_seed(params.seed)
     random_model = SimCLRModel(model.config).to(device)
     r_train, _ = extract_features(random_model, data.train.x, device)
     r_test, _ = extract_features(random_model, data.test.x, device)
-    _, val_random, random_top1, _ = evaluate(r_train, r_test, "h of the random-init encoder")
+    _, val_random, random_top1, pred_random = evaluate(r_train, r_test, "h of the random-init encoder")
     random_knn = knn(r_train, r_test)
 
     metrics = {  # test split unless named val_ (the validation split the probe settings were chosen on)
@@ -135,6 +137,9 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     for a, p in zip(data.test.y.tolist(), pred_h.tolist()):
         w.writerow([names[a], names[p]])
     write_text_atomic(paths.confusion, buf.getvalue())
+    correct = {key: pack(pred == torch.as_tensor(data.test.y)) for key, pred in
+               (("top1_h", pred_h), ("top1_z", pred_z), ("random_init_top1", pred_random))}
+    write_text_atomic(paths.correct, json.dumps({"correct": correct}, indent=2) + "\n")
     write_text_atomic(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     log("linear_eval: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics

@@ -22,6 +22,7 @@ from simclr.core.config import (
     Temperature,
     check_value,
 )
+from simclr.core.correctness import unpack
 from simclr.core.errors import SimCLRError
 
 # grid name in params.yaml -> the point kind (stage ablate_<kind>, folder <ablation>/<kind>)
@@ -90,6 +91,10 @@ def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
             m = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f {point.stage}`")
+        try:
+            m["correct"] = {col: unpack(bits) for col, bits in m.get("correct", {}).items()}
+        except (ValueError, AttributeError) as exc:
+            raise SimCLRError(f"{path}: its `correct` entry is damaged ({exc}); rerun `dvc repro -f {point.stage}`")
         results[point.kind].append({**m, "kind": point.kind, "value": point.value, "epochs": point.epochs,
                                     "seed": point.seed})
     return results

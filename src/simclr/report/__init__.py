@@ -16,6 +16,7 @@ import pandas as pd
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, describe_ops, dotted
+from simclr.core.correctness import unpack
 from simclr.core.data import images_per_split
 from simclr.core.errors import SimCLRError
 from simclr.core.grids import GRIDS, budgets, read_points
@@ -31,6 +32,7 @@ from simclr.report.figures import (
     plot_view_pairs,
 )
 from simclr.report.readings import (
+    FINETUNE_COLUMNS,
     Finding,
     at_budget,
     augment_cell,
@@ -45,6 +47,7 @@ from simclr.report.readings import (
     h_vs_gh_finding,
     head_gap_finding,
     head_order_finding,
+    independent_test_errors,
     read_augment,
     read_batch_size,
     read_budgets,
@@ -54,6 +57,7 @@ from simclr.report.readings import (
     read_gain,
     read_head,
     read_heads,
+    read_pairing,
     read_temperature,
     shown_table,
     temperature_finding,
@@ -71,6 +75,7 @@ class ReportPaths:
     history: Path
     linear_eval: Path
     confusion: Path
+    linear_eval_correct: Path  # which test images each of linear_eval's probes got right
     ablation: Path  # the folder of the ablation points' metrics
     finetune: Path  # the folder of the finetune points' metrics
     out: Path  # output folder: report.md, index.html, figures/
@@ -83,7 +88,9 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     conf = read_confusion_csv(paths.confusion)
     manifest = _read_json(paths.prepared / "manifest.json")
     points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
-    fractions = [_read_json(fraction_file(paths.finetune, f)) for f in params.finetune.label_fractions]
+    le = {**le, **read_correct(paths.linear_eval_correct)}
+    fractions = [{**_read_json(fraction_file(paths.finetune, f)), **read_correct(fraction_file(paths.finetune, f, "-correct"))}
+                 for f in params.finetune.label_fractions]
     images = images_per_split(manifest)
     n = images["test"]  # every top-1 is scored on the whole test split: the noise of each reading
 
@@ -110,11 +117,15 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
              f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`.")
     grids: dict[str, pd.DataFrame] = {}
     main_run = f"main run, {pre['epochs']} epochs, 1 seed"
-    findings: list[Finding] = [replace(f, run=main_run) for f in [h_vs_gh_finding(le, params.head, n)] if f]
-    ablations = ablation_sections(params, points, figures, n, findings, grids)  # adds the grids' findings
-    finetune = finetune_sections(fractions, figures, n, findings, main_run)
+    tables = ablation_tables(params, points)
+    ft = finetune_table(fractions) if fractions else None
+    findings = run_findings(params, le, tables, ft, n, main_run)
+    with independent_test_errors():  # the same gaps, their test errors unpaired: what the pairing decided
+        unpaired = run_findings(params, le, tables, ft, n, main_run)
+    ablations = ablation_sections(params, tables, figures, n, grids)
+    finetune = [] if ft is None else finetune_sections(ft, figures, n)
     sections = [
-        Section("Headline", [read_gain(le, n), setup, HEADLINE_NOTE.format(n=n)],
+        Section("Headline", [read_gain(le, n), setup, HEADLINE_NOTE.format(n=n), read_pairing(findings, unpaired)],
                 table=findings_table(findings)),
         Section("Results", [read_head(le, params.head, n)], table=metrics_table,
                 figures=[("metrics.png", "Top-1 on the test split: pretrained vs random-init encoder")]),
@@ -148,10 +159,13 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
 HEADLINE_NOTE = (
     "The paper's findings as this run measured them, each at the budget and with the seeds of the run that measured "
     "it. A gap is read with its 95% interval: the spread of the per-seed differences (Student t) combined with the "
-    "binomial error of the {n} test images. *Reproduced* or *not reproduced* means the interval excludes 0; "
+    "sampling error of the {n} test images, paired: both models are scored on the same images, so the error comes "
+    "from the images on which they disagree (McNemar). *Reproduced* or *not reproduced* means the interval excludes 0; "
     "*cannot tell* means it covers 0, or the grid is too small to show the finding. The main run's probe settings were "
     "chosen on a validation split held out of the train split (the ablation points use fixed ones); every top-1 here "
     "is on the test split.")
+GRID_COLUMNS = {kind: ["top1_h", "top1_z", "knn_top1", *(["loss"] if kind == "temperature" else [])]
+                for kind in ("temperature", "head", "batch_size")}  # what a one-knob grid's table carries
 GRIDS_FOLDER = "grids"  # beside report.md: one CSV per ablation grid, the DVC plots ablation_<grid> (dvc.yaml)
 
 
@@ -182,24 +196,55 @@ def write_grids(grids: dict[str, pd.DataFrame], folder: Path) -> None:
         write_text_atomic(folder / f"{kind}.csv", df.to_csv(index=False))
 
 
-def finetune_sections(rows: list[dict], figures: Path, n: int, findings: list[Finding], run: str) -> list[Section]:
-    if not rows:
-        return []
-    df = finetune_table(rows)
-    findings.append(replace(finetune_finding(df, n), run=f"fine-tuned encoder of the {run}"))
+def run_findings(params: Params, le: dict, tables: dict[str, pd.DataFrame], finetune: pd.DataFrame | None, n: int,
+                 main_run: str) -> list[Finding]:
+    """Every finding the run measured, in the headline's order: the main run's, the grids', fine-tuning's."""
+    findings = [replace(f, run=main_run) for f in [h_vs_gh_finding(le, params.head, n)] if f]
+    findings += grid_findings(params, tables, n)
+    if finetune is not None:
+        findings.append(replace(finetune_finding(finetune, n), run=f"fine-tuned encoder of the {main_run}"))
+    return findings
+
+
+def ablation_tables(params: Params, results: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
+    """Each grid that ran as the readings take it: a table of values x budgets (the augment grid: its matrix)."""
+    tables = {}
+    for kind in ("temperature", "head", "augment", "batch_size"):
+        if results[kind]:
+            tables[kind] = (augment_matrix(results[kind]) if kind == "augment" else
+                            grid_table(with_base(params, kind, results[kind], results), kind, GRID_COLUMNS[kind]))
+    return tables
+
+
+def grid_findings(params: Params, tables: dict[str, pd.DataFrame], n: int) -> list[Finding]:
+    """The grids' findings, one per budget each grid ran at."""
+    seeds, found = len(params.ablation.seeds), []
+    for kind, table in tables.items():
+        for e in budgets(params, kind):
+            if kind == "augment":
+                candidates = [augment_finding(table, n)]
+            elif kind == "head":
+                candidates = [head_order_finding(at_budget(table, e), n), head_gap_finding(at_budget(table, e), n)]
+            else:
+                candidates = [{"temperature": temperature_finding, "batch_size": batch_size_finding}[kind](
+                    at_budget(table, e), n)]
+            found += [_at(f, e, seeds) for f in candidates if f]
+    return found
+
+
+def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[Section]:
     plot_finetune(df, figures / "finetune.png")
     return [Section("Few labels: fine-tuned vs from scratch vs linear", [
         "The paper's semi-supervised evaluation (Table 7), scaled down (`params.yaml: finetune`): at each fraction "
         "a class-balanced subset of the labelled train split; the pretrained network fine-tuned whole, the same "
         "network trained from scratch with the same recipe and steps, and the linear probe on the frozen h, each "
-        "scored on the whole test split.", read_finetune(df, n)], table=df,
+        "scored on the whole test split.", read_finetune(df, n)], table=df[FINETUNE_COLUMNS],
         figures=[("finetune.png", "Test top-1 vs the fraction of labelled train images")])]
 
 
-def ablation_sections(params: Params, results: dict[str, list[dict]], figures: Path, n: int,
-                      findings: list[Finding], grids: dict[str, pd.DataFrame]) -> list[Section]:
-    """The ablation sections; appends each grid's findings (one per budget) to ``findings`` and its plot
-    data to ``grids``."""
+def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: Path, n: int,
+                      grids: dict[str, pd.DataFrame]) -> list[Section]:
+    """The ablation sections; adds each grid's plot data to ``grids``."""
     ab = params.ablation
     base = ab.base
     seeds = len(ab.seeds)
@@ -212,23 +257,18 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
         f"batch-size and augmentation grids at {_epochs(ab.epochs[:1])}. Every point runs once per seed "
         f"({', '.join(map(str, ab.seeds))}): a top-1 is the mean over seeds ± the half-width of its 95% interval "
         "(Student t over seeds, combined with the binomial error of the test split), and each reading compares two "
-        "points by their per-seed differences (the same seed draws the same subset, init and order)."
+        "points by their per-seed differences (the same seed draws the same subset, init and order), with the test "
+        "error of the difference paired over the images both were scored on."
         + (" With one seed the interval is the test error alone; training noise is not in it." if seeds == 1 else "")])]
     one_knob = {  # kind -> (title, reading, caption)
         "temperature": ("temperature", read_temperature, "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)"),
         "batch_size": ("batch size", lambda df, n: read_batch_size(df, n, ab.epochs[0]),
                        "Linear top-1 on h vs global batch size at fixed epochs (95% intervals)"),
     }
-    finding_of = {"temperature": temperature_finding, "batch_size": batch_size_finding}
-    tables: dict[str, pd.DataFrame] = {}
-    for kind in ("temperature", "head", "augment", "batch_size"):
-        if not results[kind]:
-            continue
+    for kind, table in tables.items():
         name = f"ablation_{kind}.png"
         epochs = budgets(params, kind)
         if kind == "augment":
-            table = augment_matrix(results[kind])
-            findings.extend(_at(f, epochs[0], seeds) for f in [augment_finding(table, n)] if f)
             grids[kind] = pd.DataFrame([(str(v), table.loc[augment_cell(v)]) for v in ab.augment_pairs],
                                        columns=["point", "top1"])
             plot_augment(table, figures / name)
@@ -238,20 +278,13 @@ def ablation_sections(params: Params, results: dict[str, list[dict]], figures: P
                 table=augment_shown(table, n),
                 figures=[(name, "Linear top-1 on h: single ops on the diagonal, op1 then op2 off it")]))
             continue
-        columns = ["top1_h", "top1_z", "knn_top1", *(["loss"] if kind == "temperature" else [])]
-        df = grid_table(with_base(params, kind, results[kind], results), kind, columns)
-        tables[kind] = df
+        df, columns = table, GRID_COLUMNS[kind]
         grids[kind] = pd.DataFrame(_grid_points(df, kind, len(epochs) > 1), columns=["point", "top1"])
         readings = []
         for e in epochs:
             at = at_budget(df, e)
             prefix = f"After {e} epochs: " if len(epochs) > 1 else ""
-            if kind == "head":
-                findings.extend(_at(f, e, seeds) for f in [head_order_finding(at, n), head_gap_finding(at, n)] if f)
-                readings.append(prefix + read_heads(at, n))
-            else:
-                findings.append(_at(finding_of[kind](at, n), e, seeds))
-                readings.append(prefix + one_knob[kind][1](at, n))
+            readings.append(prefix + (read_heads(at, n) if kind == "head" else one_knob[kind][1](at, n)))
         shown = shown_table(df, kind, columns, n)
         if kind == "head":
             plot_heads(df, n, figures / name)
@@ -294,12 +327,23 @@ def _grid_points(df: pd.DataFrame, kind: str, per_budget: bool) -> list[tuple[st
     return [(p, round(float(v), 2)) for p, v in rows]
 
 
-def fraction_file(root: Path, fraction: float) -> Path:
-    """The file of stage finetune@<fraction>: DVC writes the value as params.yaml has it (`1` for 1.0)."""
-    path = root / f"{fraction}.json"
+def fraction_file(root: Path, fraction: float, suffix: str = "") -> Path:
+    """A file of stage finetune@<fraction> (its metrics; ``suffix="-correct"``: its per-image record):
+    DVC writes the value as params.yaml has it (`1` for 1.0)."""
+    path = root / f"{fraction}{suffix}.json"
     if not path.is_file() and float(fraction).is_integer():
-        return root / f"{int(fraction)}.json"
+        return root / f"{int(fraction)}{suffix}.json"
     return path
+
+
+def read_correct(path: Path) -> dict:
+    """A stage's per-image record, ``{"correct": {metric: bool array}}`` (:mod:`simclr.core.correctness`)."""
+    blob = _read_json(path)
+    try:
+        return {"correct": {metric: unpack(bits) for metric, bits in blob["correct"].items()}}
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise SimCLRError(f"{path} is not a per-image record ({type(exc).__name__}: {exc}); rerun the stage that "
+                          "writes it (dvc repro -f <stage>)") from None
 
 
 def _read_json(path: Path) -> dict:

@@ -6,6 +6,8 @@ reading is tested on its own numbers. The paper's findings they compare against 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,11 +49,63 @@ def t975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-PerSeed = dict  # {seed: top-1}; a plain number is one run
+class PerSeed(dict):
+    """{seed: top-1 %}, and in ``correct`` ({seed: bool array in the test split's order}) which test
+    images each seed's model got right, where the stage kept it (:mod:`simclr.core.correctness`).
+    A plain number is one run with no per-image record."""
+
+    def __init__(self, values=(), correct: dict | None = None):
+        super().__init__(values)
+        self.correct = dict(correct or {})
 
 
 def by_seed(values: PerSeed | float) -> dict:
     return dict(values) if isinstance(values, dict) else {0: float(values)}
+
+
+def scores(record, col: str) -> PerSeed | float:
+    """A top-1 of a stage's metrics (``record[col]``) with its per-image correctness when the record
+    carries it (``record["correct"][col]``), as one seed; else the plain number."""
+    correct = record.get("correct") if hasattr(record, "get") else None
+    if isinstance(correct, dict) and col in correct:
+        return PerSeed({0: float(record[col])}, {0: correct[col]})
+    return record[col]
+
+
+_images_paired: ContextVar[bool] = ContextVar("images_paired", default=True)
+
+
+@contextmanager
+def independent_test_errors():
+    """Within: every gap's test error as if its two top-1s had been scored on independent images
+    (the per-image records ignored), the way the report reads gaps without them."""
+    token = _images_paired.set(False)
+    try:
+        yield
+    finally:
+        _images_paired.reset(token)
+
+
+def paired_test_error(a: PerSeed | float, b: PerSeed | float, seeds_a: list, seeds_b: list) -> float | None:
+    """Standard error, in points, of mean(a) − mean(b) over the test images both were scored on.
+
+    With D_i the correctness of image i averaged over a's seeds minus that averaged over b's, the
+    difference of the two top-1s is the mean of the D_i, so its sampling error over images is
+    sqrt(var(D) / n). With one seed a side, D_i is −1, 0 or +1 and this is McNemar's
+    sqrt((p₁₀ + p₀₁ − (p₁₀ − p₀₁)²) / n): only the images on which the two disagree count. Models that
+    agree on most images get a narrower interval than two independent binomials give; models whose
+    errors fall on different images a wider one. None when either side lacks the record of a seed, or
+    the records are of different lengths (not the same test images)."""
+    ca, cb = getattr(a, "correct", {}), getattr(b, "correct", {})
+    if not _images_paired.get() or not all(s in ca for s in seeds_a) or not all(s in cb for s in seeds_b):
+        return None
+    if len({len(ca[s]) for s in seeds_a} | {len(cb[s]) for s in seeds_b}) != 1:  # not the same test images
+        return None
+    d = (np.mean([ca[s] for s in seeds_a], axis=0, dtype=float)
+         - np.mean([cb[s] for s in seeds_b], axis=0, dtype=float))
+    if d.size < 2:
+        return None
+    return 100.0 * float(np.std(d, ddof=1)) / float(np.sqrt(d.size))
 
 
 @dataclass(frozen=True)
@@ -98,27 +152,46 @@ def estimate(values: PerSeed | float, n: int) -> Estimate:
 
 def paired_gap(a: PerSeed | float, b: PerSeed | float, n: int) -> Estimate:
     """a − b paired by seed (the same seed at two points shares subset, init and order) with its 95%
-    interval: the t-interval of the per-seed differences and the test error of both top-1s. Seeds
-    only one side ran are left out. A plain number (one run of another kind, e.g. the main run) or
-    no seed in common: the means are compared, each with its own spread over seeds."""
+    interval: the t-interval of the per-seed differences and the test error of the difference.
+    Seeds only one side ran are left out. A plain number (one run of another kind, e.g. the main
+    run) or no seed in common: the means are compared, each with its own spread over seeds.
+
+    The test error is paired over images (:func:`paired_test_error`) when both sides kept which
+    test images each seed got right; otherwise the two top-1s' binomial errors of n images are
+    combined as if independent, which overstates it for models that agree on most images."""
     paired = isinstance(a, dict) and isinstance(b, dict) and bool(a.keys() & b.keys())
-    a, b = by_seed(a), by_seed(b)
+    va, vb = by_seed(a), by_seed(b)
     if paired:
-        seeds = sorted(a.keys() & b.keys())
-        a, b = {s: a[s] for s in seeds}, {s: b[s] for s in seeds}
-        diffs = [a[s] - b[s] for s in seeds]
+        seeds_a = seeds_b = sorted(va.keys() & vb.keys())
+        diffs = [va[s] - vb[s] for s in seeds_a]
         spread = seed_half_width(diffs)
     else:
-        diffs = [float(np.mean(list(a.values())) - np.mean(list(b.values())))]
-        spread = float(np.hypot(seed_half_width(list(a.values())), seed_half_width(list(b.values()))))
-    ma, mb = float(np.mean(list(a.values()))), float(np.mean(list(b.values())))
-    test = Z975 * float(np.hypot(standard_error(ma, n), standard_error(mb, n)))
-    return Estimate(float(np.mean(diffs)), float(np.hypot(spread, test)), len(diffs) if paired else 1)
+        seeds_a, seeds_b = sorted(va), sorted(vb)
+        diffs = [float(np.mean(list(va.values())) - np.mean(list(vb.values())))]
+        spread = float(np.hypot(seed_half_width(list(va.values())), seed_half_width(list(vb.values()))))
+    ma, mb = float(np.mean([va[s] for s in seeds_a])), float(np.mean([vb[s] for s in seeds_b]))
+    se = paired_test_error(a, b, seeds_a, seeds_b)
+    if se is None:
+        se = float(np.hypot(standard_error(ma, n), standard_error(mb, n)))
+    return Estimate(float(np.mean(diffs)), float(np.hypot(spread, Z975 * se)), len(diffs) if paired else 1)
 
 
 def gap_verdict(a: PerSeed | float, b: PerSeed | float, n: int) -> str:
     """`a > b`: reproduced or reversed beyond the 95% interval of the paired difference, else cannot tell."""
     return paired_gap(a, b, n).verdict
+
+
+def read_pairing(paired: list[Finding], unpaired: list[Finding]) -> str:
+    """How many findings are decided with each gap's test error paired over images, and with it taken as
+    two independent binomials (the same findings, in the same order), and which ones the pairing changed."""
+    def decided(findings: list[Finding]) -> int:
+        return sum(f.verdict != CANNOT_TELL for f in findings)
+
+    text = (f"Paired over the test images, {decided(paired)} of {len(paired)} findings are decided (reproduced or "
+            f"not); with the two top-1s' test errors taken as independent, {decided(unpaired)}.")
+    changed = [f"{p.claim} ({p.run}): {u.verdict} → {p.verdict}" for p, u in zip(paired, unpaired)
+               if p.verdict != u.verdict]
+    return text + (" The pairing changed " + "; ".join(changed) + "." if changed else "")
 
 
 def combined_verdict(verdicts: list[str]) -> str:
@@ -155,20 +228,19 @@ def h_minus_gh(row, n: int) -> Estimate:
 
 
 def read_gain(le: dict, n: int) -> str:
-    gain = le["top1_h"] - le["random_init_top1"]
-    verdict = ("did not beat the random-init features" if gain <= 0 else
-               "is within the test-set noise of the random-init features" if not beyond_noise(le["top1_h"], le["random_init_top1"], n)
+    g = paired_gap(scores(le, "top1_h"), scores(le, "random_init_top1"), n)
+    verdict = ("did not beat the random-init features" if g.mean <= 0 else
+               "is within the test-set noise of the random-init features" if g.verdict == CANNOT_TELL
                else "learned useful features")
     return (f"The linear probe on the pretrained h reaches {le['top1_h']:.1f}% top-1 against {le['random_init_top1']:.1f}% "
-            f"for the same architecture at random init ({_gap(paired_gap(le['top1_h'], le['random_init_top1'], n))}): "
-            f"pretraining {verdict}.")
+            f"for the same architecture at random init ({_gap(g)}): pretraining {verdict}.")
 
 
 def h_vs_gh_finding(le: dict, head: str, n: int) -> Finding | None:
     """The run's own probes on h and on z = g(h) (None with head `none`: z = h)."""
     if head == "none":
         return None
-    g = paired_gap(le["top1_h"], le["top1_z"], n)
+    g = paired_gap(scores(le, "top1_h"), scores(le, "top1_z"), n)
     return Finding("the layer before the projection head (h) is the better representation than z = g(h) (Section 4.2)",
                    g.verdict, f"h {le['top1_h']:.1f}% vs g(h) {le['top1_z']:.1f}% ({_gap(g)})")
 
@@ -179,13 +251,14 @@ def read_head(le: dict, head: str, n: int) -> str:
         return "With head `none`, z = h, so the two probes read the same features."
     says = {REPRODUCED: "agrees with", NOT_REPRODUCED: "contradicts",
             CANNOT_TELL: "cannot tell, within the test-set noise, whether it agrees with"}[f.verdict]
+    g = paired_gap(scores(le, "top1_h"), scores(le, "top1_z"), n)
     return (f"The probe on h scores {le['top1_h']:.1f}% and on z = g(h) {le['top1_z']:.1f}% "
-            f"({_gap(paired_gap(le['top1_h'], le['top1_z'], n))}); this run {says} the paper's finding that the layer before the "
+            f"({_gap(g)}); this run {says} the paper's finding that the layer before the "
             "projection head is the better representation.")
 
 
 def finetune_finding(df: pd.DataFrame, n: int) -> Finding:
-    gaps = [(r, paired_gap(r["finetune_top1"], r["scratch_top1"], n)) for _, r in df.iterrows()]
+    gaps = [(r, paired_gap(scores(r, "finetune_top1"), scores(r, "scratch_top1"), n)) for _, r in df.iterrows()]
     return Finding("with few labels, fine-tuning the pretrained network beats training it from scratch (Table 7)",
                    combined_verdict([g.verdict for _, g in gaps]),
                    "; ".join(f"{r['label_fraction'] * 100:g}% of labels: {r['finetune_top1']:.1f}% vs "
@@ -237,11 +310,6 @@ def standard_error(top1: float, n: int) -> float:
     return 100.0 * float(np.sqrt(p * (1 - p) / max(n, 1)))
 
 
-def beyond_noise(a: PerSeed | float, b: PerSeed | float, n: int) -> bool:
-    """Whether two top-1s differ beyond the 95% interval of their paired difference."""
-    return gap_verdict(a, b, n) != CANNOT_TELL
-
-
 def with_base(params: Params, kind: str, rows: list[dict], results: dict[str, list[dict]]) -> list[dict]:
     """Add the base configuration's points (every seed), measured in another grid, to a one-knob grid:
     at each budget ``kind`` runs, from the first other grid that ran the base at that budget."""
@@ -273,7 +341,9 @@ def grid_table(rows: list[dict], kind: str, columns: list[str]) -> pd.DataFrame:
     for (value, epochs), runs in groups.items():
         row = {kind: value, "epochs": epochs, "seeds": len(runs), "shared_from": runs[0].get("shared_from", "")}
         for col in columns:
-            per_seed = {r.get("seed", i): r[col] for i, r in enumerate(runs)}
+            per_seed = PerSeed({r.get("seed", i): r[col] for i, r in enumerate(runs)},
+                               {r.get("seed", i): r["correct"][col] for i, r in enumerate(runs)
+                                if col in r.get("correct", {})})
             row[col], row[f"{col}_seeds"] = float(np.mean(list(per_seed.values()))), per_seed
         table.append(row)
     df = pd.DataFrame(table)
@@ -309,9 +379,12 @@ def augment_cell(pair) -> tuple[str, str]:
 def augment_matrix(rows: list[dict]) -> pd.DataFrame:
     """Linear top-1 on h by (first op, second op), the mean over seeds; a single op sits on the diagonal
     (Figure 5). The per-seed values of each cell are in ``table.attrs["seeds"]`` for the readings."""
-    seeds: dict[tuple[str, str], dict] = {}
+    seeds: dict[tuple[str, str], PerSeed] = {}
     for r in rows:
-        seeds.setdefault(augment_cell(r["value"]), {})[r.get("seed", 0)] = r["top1_h"]
+        cell = seeds.setdefault(augment_cell(r["value"]), PerSeed())
+        cell[r.get("seed", 0)] = r["top1_h"]
+        if "top1_h" in r.get("correct", {}):
+            cell.correct[r.get("seed", 0)] = r["correct"]["top1_h"]
     names = [op for op in FIGURE5_OPS if any(op in key for key in seeds)]
     table = pd.DataFrame(np.nan, index=names, columns=names)
     for (first, second), per_seed in seeds.items():
@@ -322,7 +395,9 @@ def augment_matrix(rows: list[dict]) -> pd.DataFrame:
 
 
 def _noise_note(n: int, top1: float) -> str:
-    return f"a gap's 95% interval is about ±{Z975 * 2**0.5 * standard_error(top1, n):.1f} points at {n} test images"
+    return (f"at {n} test images, a gap between two models whose errors are independent has a 95% "
+            f"interval of about ±{Z975 * 2**0.5 * standard_error(top1, n):.1f} points; models that agree on most "
+            "images get a narrower one")
 
 
 def temperature_finding(df: pd.DataFrame, n: int) -> Finding:
@@ -522,10 +597,14 @@ def read_batch_size(df: pd.DataFrame, n: int, epochs: int) -> str:
                    "this run does not; with few images a large batch also means few steps.")
 
 
+FINETUNE_COLUMNS = ["label_fraction", "labelled_images", "finetune_top1", "scratch_top1", "linear_top1",
+                    "gain_over_scratch"]
+
+
 def finetune_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per label fraction (and its ``correct`` record, which the report does not print)."""
     df = pd.DataFrame(rows).sort_values("label_fraction")
-    return df[["label_fraction", "labelled_images", "finetune_top1", "scratch_top1", "linear_top1",
-               "gain_over_scratch"]].astype(object)
+    return df[FINETUNE_COLUMNS + (["correct"] if "correct" in df else [])].astype(object)
 
 
 def read_finetune(df: pd.DataFrame, n: int) -> str:
@@ -534,7 +613,8 @@ def read_finetune(df: pd.DataFrame, n: int) -> str:
     for _, r in df.iterrows():
         gap = r["finetune_top1"] - r["scratch_top1"]
         verdict = {CANNOT_TELL: "within noise", REPRODUCED: "beyond noise",
-                   NOT_REPRODUCED: "reversed, beyond noise"}[gap_verdict(r["finetune_top1"], r["scratch_top1"], n)]
+                   NOT_REPRODUCED: "reversed, beyond noise"}[gap_verdict(scores(r, "finetune_top1"),
+                                                                         scores(r, "scratch_top1"), n)]
         parts.append(f"with {r['label_fraction'] * 100:g}% of the labels ({r['labelled_images']} images) fine-tuning "
                      f"reaches {r['finetune_top1']:.1f}% against {r['scratch_top1']:.1f}% from scratch ({gap:+.1f} "
                      f"points, {verdict}) and the linear probe {r['linear_top1']:.1f}%")

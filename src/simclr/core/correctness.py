@@ -1,0 +1,45 @@
+"""Which test images a model got right: one bit per image, kept so that gaps can be paired.
+
+Two models scored on the same test images agree on most of them, and the sampling error of the
+difference of their top-1s is set by the images on which they disagree (McNemar 1947), not by
+the two binomial errors as if the images had been drawn twice. Every probe, fine-tuned network
+and ablation point therefore keeps its per-image correctness on the test split, in the split's
+order, as text a JSON file holds: ``"<count>:<base64 of the bits, packed 8 to a byte>"``
+(10,000 images take 1,673 characters). The report reads it back (:func:`unpack`) and
+:func:`simclr.report.readings.paired_gap` uses it.
+
+A file's correctness lives under the key ``correct``, one entry per metric it scores:
+``{"top1_h": 61.2, ..., "correct": {"top1_h": "10000:...", ...}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+
+def pack(correct) -> str:
+    """Per-image correctness (a bool array or tensor, one entry per test image) as compact text."""
+    bits = np.asarray(correct, dtype=bool).ravel()
+    return f"{bits.size}:{base64.b64encode(np.packbits(bits)).decode('ascii')}"
+
+
+def unpack(text: str) -> np.ndarray:
+    """The bool array :func:`pack` wrote; ValueError if ``text`` is not one."""
+    count, sep, payload = str(text).partition(":")
+    try:
+        n = int(count)
+        packed = np.frombuffer(base64.b64decode(payload, validate=True), dtype=np.uint8)
+    except (ValueError, binascii.Error):
+        raise ValueError("not per-image correctness (<count>:<base64>)") from None
+    if not sep or n < 0 or packed.size != (n + 7) // 8:
+        raise ValueError(f"per-image correctness says {count} images but holds {packed.size * 8} bits")
+    return np.unpackbits(packed, count=n).astype(bool)
+
+
+def top1_and_correct(pred, labels) -> tuple[float, str]:
+    """(top-1 %, packed per-image correctness) of predictions against labels."""
+    correct = np.asarray(pred).ravel() == np.asarray(labels).ravel()
+    return 100.0 * float(correct.mean()), pack(correct)
