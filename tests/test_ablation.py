@@ -13,6 +13,8 @@ from simclr.core.config import ParamsError, augment_pair_ops, validate
 from simclr.core.correctness import unpack
 from simclr.core.grids import BUDGET_KINDS, GRIDS, Point, grid_points, parse_point, point_file
 from simclr.report import readings as R
+from simclr.report import statistics as S
+from simclr.report import tables as T
 
 
 def shipped() -> dict:
@@ -169,43 +171,43 @@ def test_head_reading_follows_the_numbers():
     close = frame("head", ["linear", "mlp"], [56.0, 57.0], top1_z=[56.5, 56.0])
     assert "at the ablation budget this run cannot tell (within noise)" in R.read_heads(close, 1000)
     two = R.head_order_finding(close, 1000)
-    assert two.claim == "a nonlinear projection head beats a linear head (Figure 8, in part)" and two.verdict == R.CANNOT_TELL
+    assert two.claim == "a nonlinear projection head beats a linear head (Figure 8, in part)" and two.verdict == S.CANNOT_TELL
 
 
 def test_augment_matrix_and_reading():
     rows = [{"value": "crop", "top1_h": 40.0}, {"value": "color", "top1_h": 38.0},
             {"value": "crop+color", "top1_h": 55.0}, {"value": "color+crop", "top1_h": 50.0}]
-    table = R.augment_matrix(rows)
+    table = T.augment_matrix(rows)
     assert list(table.index) == ["crop", "color"] and table.loc["crop", "crop"] == 40.0
     assert table.loc["crop", "color"] == 55.0 and table.loc["color", "crop"] == 50.0
     assert "this run agrees on both" in R.read_augment(table, 10000)
-    only = R.augment_matrix(rows[:3])
+    only = T.augment_matrix(rows[:3])
     assert "crop and colour is the only composition in this grid" in R.read_augment(only, 10000)
     rows[2]["top1_h"], rows[3]["top1_h"] = 30.0, 31.0
-    assert "does not show composition helping" in R.read_augment(R.augment_matrix(rows), 10000)
+    assert "does not show composition helping" in R.read_augment(T.augment_matrix(rows), 10000)
 
 
 def test_batch_size_reading_follows_the_numbers():
     up = frame("batch_size", [32, 128, 512], [40.0, 45.0, 52.0])
     assert "At a fixed 4 epochs" in R.read_batch_size(up, 10000, 4) and "this run agrees" in R.read_batch_size(up, 10000, 4)
-    assert R.batch_size_finding(up, 10000).verdict == R.REPRODUCED
+    assert R.batch_size_finding(up, 10000).verdict == S.REPRODUCED
     down = frame("batch_size", [32, 128, 512], [52.0, 45.0, 40.0])
     assert "this run does not" in R.read_batch_size(down, 10000, 4)
-    assert R.batch_size_finding(down, 10000).verdict == R.NOT_REPRODUCED
+    assert R.batch_size_finding(down, 10000).verdict == S.NOT_REPRODUCED
     flat = frame("batch_size", [32, 512], [45.0, 45.5])
-    assert "within noise" in R.read_batch_size(flat, 1000, 4) and R.batch_size_finding(flat, 1000).verdict == R.CANNOT_TELL
+    assert "within noise" in R.read_batch_size(flat, 1000, 4) and R.batch_size_finding(flat, 1000).verdict == S.CANNOT_TELL
 
 
 def test_the_headline_findings_use_the_noise_test():
-    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000).verdict == R.REPRODUCED
-    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000).verdict == R.NOT_REPRODUCED
-    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000).verdict == R.CANNOT_TELL
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 55.0, 41.0]), 10000).verdict == S.REPRODUCED
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [60.0, 50.0, 40.0]), 10000).verdict == S.NOT_REPRODUCED
+    assert R.temperature_finding(frame("temperature", [0.1, 0.5, 1.0], [40.0, 41.0, 40.5]), 1000).verdict == S.CANNOT_TELL
     heads = frame("head", ["none", "linear", "mlp"], [50.0, 56.0, 62.0], top1_z=[50.0, 45.0, 48.0])
-    assert R.head_order_finding(heads, 10000).verdict == R.REPRODUCED
-    assert R.head_order_finding(heads, 100).verdict == R.CANNOT_TELL  # the same gaps on 100 test images
+    assert R.head_order_finding(heads, 10000).verdict == S.REPRODUCED
+    assert R.head_order_finding(heads, 100).verdict == S.CANNOT_TELL  # the same gaps on 100 test images
     # the run's own h vs g(h): +0.3 points is not "agrees" (the sentence the report used to write)
     le = {"top1_h": 53.1, "top1_z": 52.8}
-    assert R.h_vs_gh_finding(le, "mlp", 1000).verdict == R.CANNOT_TELL
+    assert R.h_vs_gh_finding(le, "mlp", 1000).verdict == S.CANNOT_TELL
     assert "cannot tell, within the test-set noise" in R.read_head(le, "mlp", 1000)
     assert "agrees with" in R.read_head({"top1_h": 60.0, "top1_z": 50.0}, "mlp", 1000)
     assert "contradicts" in R.read_head({"top1_h": 50.0, "top1_z": 60.0}, "mlp", 1000)
@@ -220,60 +222,60 @@ def seeded(kind: str, top1: dict, top1_z: dict | None = None, epochs: int = 3) -
 
 
 def test_t_quantiles_and_the_interval_of_a_mean():
-    assert R.t975(1) == 12.706 and R.t975(30) == 2.042
-    assert abs(R.t975(60) - 2.000) < 1e-3 and abs(R.t975(120) - 1.980) < 1e-3  # t tables: 2.000, 1.980
-    one = R.estimate(50.0, 10000)  # one run: the test error alone, 1.96 * 0.5 points
+    assert S.t975(1) == 12.706 and S.t975(30) == 2.042
+    assert abs(S.t975(60) - 2.000) < 1e-3 and abs(S.t975(120) - 1.980) < 1e-3  # t tables: 2.000, 1.980
+    one = S.estimate(50.0, 10000)  # one run: the test error alone, 1.96 * 0.5 points
     assert one.seeds == 1 and abs(one.half - 0.98) < 0.01
-    two = R.estimate({0: 49.0, 1: 51.0}, 10000)  # sd 1.414: t(1) * sd / sqrt(2) = 12.706, with the test error
+    two = S.estimate({0: 49.0, 1: 51.0}, 10000)  # sd 1.414: t(1) * sd / sqrt(2) = 12.706, with the test error
     assert two.mean == 50.0 and abs(two.half - (12.706**2 + 0.98**2) ** 0.5) < 0.01
 
 
 def test_paired_differences_cancel_what_seeds_share():
     # seed 1 is 10 points better everywhere: unpaired this spread would swamp a steady +2
     a, b = {0: 52.0, 1: 62.0, 2: 57.0}, {0: 50.0, 1: 60.0, 2: 55.0}
-    g = R.paired_gap(a, b, 10000)
-    assert g.mean == 2.0 and g.seeds == 3 and g.verdict == R.REPRODUCED
+    g = S.paired_gap(a, b, 10000)
+    assert g.mean == 2.0 and g.seeds == 3 and g.verdict == S.REPRODUCED
     assert abs(g.half - 1.96 * 2 ** 0.5 * 0.4994) < 0.02  # the differences do not vary: the test error alone
-    flip = R.paired_gap({0: 52.0, 1: 58.0}, {0: 50.0, 1: 60.0}, 10000)  # +2 then -2: the interval covers 0
-    assert flip.mean == 0.0 and flip.verdict == R.CANNOT_TELL
+    flip = S.paired_gap({0: 52.0, 1: 58.0}, {0: 50.0, 1: 60.0}, 10000)  # +2 then -2: the interval covers 0
+    assert flip.mean == 0.0 and flip.verdict == S.CANNOT_TELL
 
 
 def test_with_two_seeds_the_tables_show_intervals_and_the_readings_use_them():
     # steady: every seed puts τ = 0.5 ahead by 6+ points; noisy: the same means, seeds disagree
     steady = {0.1: {0: 40.0, 1: 41.0}, 0.5: {0: 46.0, 1: 47.5}, 1.0: {0: 39.0, 1: 40.0}}
     noisy = {0.1: {0: 40.0, 1: 41.0}, 0.5: {0: 36.0, 1: 57.5}, 1.0: {0: 39.0, 1: 40.0}}
-    for grid, verdict in ((steady, R.REPRODUCED), (noisy, R.CANNOT_TELL)):
-        df = R.grid_table(seeded("temperature", grid), "temperature", ["top1_h", "top1_z"])
+    for grid, verdict in ((steady, S.REPRODUCED), (noisy, S.CANNOT_TELL)):
+        df = T.grid_table(seeded("temperature", grid), "temperature", ["top1_h", "top1_z"])
         assert list(df["seeds"]) == [2, 2, 2] and df.loc[1, "top1_h"] == 46.75
         assert R.temperature_finding(df, 10000).verdict == verdict
-        shown = R.shown_table(df, "temperature", ["top1_h", "top1_z"], 10000)
-        assert shown.loc[1, "top1_h"] == str(R.estimate(grid[0.5], 10000))  # "46.8 ± ...": mean ± 95% interval
+        shown = T.shown_table(df, "temperature", ["top1_h", "top1_z"], 10000)
+        assert shown.loc[1, "top1_h"] == str(S.estimate(grid[0.5], 10000))  # "46.8 ± ...": mean ± 95% interval
         assert " ± " in shown.loc[0, "top1_h"]
-    text = R.read_temperature(R.grid_table(seeded("temperature", noisy), "temperature", ["top1_h"]), 10000)
+    text = R.read_temperature(T.grid_table(seeded("temperature", noisy), "temperature", ["top1_h"]), 10000)
     assert "over 2 seeds" in text and "cannot tell" in text
     # h - g(h) by seed: +3.0 and +3.2 is beyond the interval (t with 1 degree of freedom is 12.7); +9 and -3 covers 0
     heads = {"linear": {0: 50.0, 1: 52.0}, "mlp": {0: 55.0, 1: 57.0}}
-    ahead = R.grid_table(seeded("head", heads, {"linear": {0: 47.0, 1: 48.8}, "mlp": {0: 52.0, 1: 53.8}}), "head",
+    ahead = T.grid_table(seeded("head", heads, {"linear": {0: 47.0, 1: 48.8}, "mlp": {0: 52.0, 1: 53.8}}), "head",
                          ["top1_h", "top1_z"])
-    assert R.head_gap_finding(ahead, 10000).verdict == R.REPRODUCED
-    mixed = R.grid_table(seeded("head", heads, {"linear": {0: 41.0, 1: 55.0}, "mlp": {0: 46.0, 1: 60.0}}), "head",
+    assert R.head_gap_finding(ahead, 10000).verdict == S.REPRODUCED
+    mixed = T.grid_table(seeded("head", heads, {"linear": {0: 41.0, 1: 55.0}, "mlp": {0: 46.0, 1: 60.0}}), "head",
                          ["top1_h", "top1_z"])
     finding = R.head_gap_finding(mixed, 10000)
-    assert finding.verdict == R.CANNOT_TELL and "mlp head: h − g(h) +3.0 ± " in finding.evidence
-    behind = R.grid_table(seeded("head", heads, {"linear": {0: 53.0, 1: 55.2}, "mlp": {0: 58.0, 1: 60.2}}), "head",
+    assert finding.verdict == S.CANNOT_TELL and "mlp head: h − g(h) +3.0 ± " in finding.evidence
+    behind = T.grid_table(seeded("head", heads, {"linear": {0: 53.0, 1: 55.2}, "mlp": {0: 58.0, 1: 60.2}}), "head",
                           ["top1_h", "top1_z"])
-    assert R.head_gap_finding(behind, 10000).verdict == R.NOT_REPRODUCED
+    assert R.head_gap_finding(behind, 10000).verdict == S.NOT_REPRODUCED
 
 
 def test_budgets_are_read_apart():
     rows = seeded("temperature", {0.1: {0: 40.0, 1: 40.0}, 0.5: {0: 39.0, 1: 39.0}}, epochs=3) + seeded(
         "temperature", {0.1: {0: 50.0, 1: 50.0}, 0.5: {0: 55.0, 1: 55.0}}, epochs=30)
-    df = R.grid_table(rows, "temperature", ["top1_h"])
+    df = T.grid_table(rows, "temperature", ["top1_h"])
     assert list(zip(df["epochs"], df["temperature"])) == [(3, 0.1), (3, 0.5), (30, 0.1), (30, 0.5)]
-    assert R.at_budget(df, 30)["top1_h"].tolist() == [50.0, 55.0]
+    assert T.at_budget(df, 30)["top1_h"].tolist() == [50.0, 55.0]
     text = R.read_budgets(df, None, 10000)
     assert text.startswith("The best τ by budget: 0.1 after 3 epochs") and "0.5 after 30 epochs" in text
-    with_z = R.read_budgets(R.grid_table(rows, "temperature", ["top1_h", "top1_z"]), None, 10000)
+    with_z = R.read_budgets(T.grid_table(rows, "temperature", ["top1_h", "top1_z"]), None, 10000)
     assert "h − g(h) by τ after 30 epochs: τ 0.1 +0.0 ± " in with_z  # the fixture's z equals h
 
 

@@ -11,7 +11,8 @@ from support import ROOT, make_npz, run, stage_command
 from simclr.core.correctness import unpack
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.finetune import labelled_subset
-from simclr.report.readings import finetune_table, read_finetune
+from simclr.report.readings import read_finetune
+from simclr.report.tables import finetune_table
 
 
 def test_labelled_subset_is_class_balanced_seeded_and_nested():

@@ -5,6 +5,7 @@ import pytest
 
 from simclr.core.correctness import pack, unpack
 from simclr.report import readings as R
+from simclr.report import statistics as S
 
 N = 4000  # test images
 
@@ -33,8 +34,8 @@ def bootstrap_half(a: list[np.ndarray], b: list[np.ndarray], reps: int = 3000) -
     return (high - low) / 2
 
 
-def one_seed(correct: np.ndarray, seed: int = 0) -> R.PerSeed:
-    return R.PerSeed({seed: 100 * correct.mean()}, {seed: correct})
+def one_seed(correct: np.ndarray, seed: int = 0) -> S.PerSeed:
+    return S.PerSeed({seed: 100 * correct.mean()}, {seed: correct})
 
 
 def flip(correct: np.ndarray, fraction: float, rng) -> np.ndarray:
@@ -45,8 +46,8 @@ def test_models_that_agree_on_most_images_get_the_narrower_interval_the_bootstra
     rng = np.random.default_rng(1)
     a = rng.random(N) < 0.70
     b = flip(a, 0.08, rng)  # b is a with 8% of its answers changed
-    paired = R.paired_gap(one_seed(a), one_seed(b), N)
-    independent = R.paired_gap(100 * a.mean(), 100 * b.mean(), N)  # no per-image record: two binomials
+    paired = S.paired_gap(one_seed(a), one_seed(b), N)
+    independent = S.paired_gap(100 * a.mean(), 100 * b.mean(), N)  # no per-image record: two binomials
     assert paired.mean == pytest.approx(independent.mean)
     assert paired.half == pytest.approx(bootstrap_half([a], [b]), rel=0.1)
     assert paired.half < 0.5 * independent.half
@@ -56,8 +57,8 @@ def test_models_whose_errors_are_anti_correlated_get_the_wider_interval_the_boot
     rng = np.random.default_rng(2)
     a = rng.random(N) < 0.5
     b = flip(~a, 0.1, rng)  # b is mostly right where a is wrong
-    paired = R.paired_gap(one_seed(a), one_seed(b), N)
-    independent = R.paired_gap(100 * a.mean(), 100 * b.mean(), N)
+    paired = S.paired_gap(one_seed(a), one_seed(b), N)
+    independent = S.paired_gap(100 * a.mean(), 100 * b.mean(), N)
     assert paired.half == pytest.approx(bootstrap_half([a], [b]), rel=0.1)
     assert paired.half > 1.2 * independent.half
 
@@ -67,12 +68,12 @@ def test_with_seeds_the_image_error_is_that_of_the_seed_averaged_difference():
     truth = rng.random(N) < 0.6
     a = [flip(truth, 0.10, rng) for _ in range(3)]
     b = [flip(truth, 0.15, rng) for _ in range(3)]
-    sa = R.PerSeed({s: 100 * c.mean() for s, c in enumerate(a)}, dict(enumerate(a)))
-    sb = R.PerSeed({s: 100 * c.mean() for s, c in enumerate(b)}, dict(enumerate(b)))
-    image_half = R.Z975 * R.paired_test_error(sa, sb, [0, 1, 2], [0, 1, 2])
+    sa = S.PerSeed({s: 100 * c.mean() for s, c in enumerate(a)}, dict(enumerate(a)))
+    sb = S.PerSeed({s: 100 * c.mean() for s, c in enumerate(b)}, dict(enumerate(b)))
+    image_half = S.Z975 * S.paired_test_error(sa, sb, [0, 1, 2], [0, 1, 2])
     assert image_half == pytest.approx(bootstrap_half(a, b), rel=0.1)
-    gap = R.paired_gap(sa, sb, N)  # and the seed spread of the per-seed differences on top, in quadrature
-    spread = R.seed_half_width([sa[s] - sb[s] for s in range(3)])
+    gap = S.paired_gap(sa, sb, N)  # and the seed spread of the per-seed differences on top, in quadrature
+    spread = S.seed_half_width([sa[s] - sb[s] for s in range(3)])
     assert gap.half == pytest.approx(np.hypot(spread, image_half))
     assert gap.seeds == 3
 
@@ -80,15 +81,15 @@ def test_with_seeds_the_image_error_is_that_of_the_seed_averaged_difference():
 def test_without_every_record_or_when_asked_the_two_top1s_are_read_as_independent():
     rng = np.random.default_rng(4)
     a, b = rng.random(N) < 0.7, rng.random(N) < 0.6
-    independent = R.paired_gap(100 * a.mean(), 100 * b.mean(), N)
-    missing = R.PerSeed({0: 100 * a.mean(), 1: 100 * a.mean()}, {0: a})  # seed 1 kept no record
-    assert R.paired_gap(missing, R.PerSeed({0: 100 * b.mean(), 1: 100 * b.mean()}, {0: b, 1: b}), N).half == \
+    independent = S.paired_gap(100 * a.mean(), 100 * b.mean(), N)
+    missing = S.PerSeed({0: 100 * a.mean(), 1: 100 * a.mean()}, {0: a})  # seed 1 kept no record
+    assert S.paired_gap(missing, S.PerSeed({0: 100 * b.mean(), 1: 100 * b.mean()}, {0: b, 1: b}), N).half == \
         pytest.approx(independent.half)
     other_split = one_seed(b[: N // 2])  # scored on other images: nothing to pair
-    assert R.paired_test_error(one_seed(a), other_split, [0], [0]) is None
-    with R.independent_test_errors():
-        assert R.paired_gap(one_seed(a), one_seed(b), N).half == pytest.approx(independent.half)
-    assert R.paired_gap(one_seed(a), one_seed(b), N).half != pytest.approx(independent.half)
+    assert S.paired_test_error(one_seed(a), other_split, [0], [0]) is None
+    with S.independent_test_errors():
+        assert S.paired_gap(one_seed(a), one_seed(b), N).half == pytest.approx(independent.half)
+    assert S.paired_gap(one_seed(a), one_seed(b), N).half != pytest.approx(independent.half)
 
 
 def test_the_pairing_sentence_counts_what_each_reading_decides():
@@ -97,9 +98,9 @@ def test_the_pairing_sentence_counts_what_each_reading_decides():
     b = np.where(a, rng.random(N) < 0.985, rng.random(N) < 0.01)  # 1 point behind, agreeing on ~98% of images
     le = {"top1_h": 100 * a.mean(), "top1_z": 100 * b.mean(), "correct": {"top1_h": a, "top1_z": b}}
     paired = [R.h_vs_gh_finding(le, "mlp", N)]
-    with R.independent_test_errors():
+    with S.independent_test_errors():
         unpaired = [R.h_vs_gh_finding(le, "mlp", N)]
-    assert paired[0].verdict == R.REPRODUCED and unpaired[0].verdict == R.CANNOT_TELL
+    assert paired[0].verdict == S.REPRODUCED and unpaired[0].verdict == S.CANNOT_TELL
     text = R.read_pairing(paired, unpaired)
     assert text.startswith("Paired over the test images, 1 of 1 findings are decided")
     assert "independent, 0." in text and "cannot tell → reproduced" in text

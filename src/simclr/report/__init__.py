@@ -1,8 +1,9 @@
 """The report stage: every metric, curve and ablation point -> ``report.md``, its figures and the
 self-contained ``index.html``.
 
-Imports run one way: :mod:`readings` (pure: the numbers and the sentences that interpret them)
-and :mod:`figures` (seaborn) feed the sections assembled here; :mod:`render` writes the Markdown
+Imports run one way: :mod:`statistics` (intervals and paired gaps) feeds :mod:`tables` (the stage
+outputs as frames), both feed :mod:`readings` (the sentences and the paper's findings) and
+:mod:`figures` (seaborn), and all of them feed the sections assembled here; :mod:`render` writes the Markdown
 once and converts it to HTML; :mod:`experiments` tabulates ``dvc exp show`` for the optional section.
 """
 
@@ -32,22 +33,13 @@ from simclr.report.figures import (
     plot_view_pairs,
 )
 from simclr.report.readings import (
-    FINETUNE_COLUMNS,
     Finding,
-    at_budget,
-    augment_cell,
     augment_finding,
-    augment_matrix,
-    augment_shown,
     batch_size_finding,
-    budget_gaps,
     finetune_finding,
-    finetune_table,
-    grid_table,
     h_vs_gh_finding,
     head_gap_finding,
     head_order_finding,
-    independent_test_errors,
     read_augment,
     read_batch_size,
     read_budgets,
@@ -59,8 +51,19 @@ from simclr.report.readings import (
     read_heads,
     read_pairing,
     read_temperature,
-    shown_table,
     temperature_finding,
+)
+from simclr.report.statistics import independent_test_errors
+from simclr.report.tables import (
+    FINETUNE_COLUMNS,
+    at_budget,
+    augment_cell,
+    augment_matrix,
+    augment_shown,
+    budget_gaps,
+    finetune_table,
+    grid_table,
+    shown_table,
     with_base,
 )
 from simclr.report.render import FIGURES, Section, markdown_to_html, render_markdown

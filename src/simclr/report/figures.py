@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from simclr.core.config import Params
-from simclr.report.readings import HEAD_ORDER, estimates
+from simclr.report.tables import HEAD_ORDER, estimates
 
 
 def _plt():
@@ -55,7 +55,7 @@ def plot_metrics(le: dict, path: Path) -> None:
 def plot_confusion(conf: pd.DataFrame, class_names: list[str], path: Path) -> pd.DataFrame:
     """The row-normalised confusion heatmap; returns the table it drew. Up to 12 classes each cell
     is annotated; more, the colours alone (100 classes: a 100x100 image, every 5th class named)."""
-    from simclr.report.readings import confusion_matrix
+    from simclr.report.tables import confusion_matrix
 
     plt, sns = _plt()
     table = confusion_matrix(conf, class_names)
