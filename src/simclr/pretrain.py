@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from simclr.core.atomic import write_text_atomic
+from simclr.core.atomic import write_json_atomic, write_text_atomic
 from simclr.core.augment import AugmentPolicy
 from simclr.core.checkpoint import (
     CheckpointRun,
@@ -54,7 +53,7 @@ from simclr.core.finite_step import FiniteGuard, step_if
 from simclr.core.lars import LARS, param_groups
 from simclr.core.loss import global_nt_xent_loss
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
-from simclr.core.runtime import configure_cpu
+from simclr.core.runtime import configure_cpu, default_device
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.store import store_path
 from simclr.core.sources import project_imports, source_digest
@@ -79,17 +78,14 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
 
     pre = params.pretrain
     accelerator = make_accelerator(params)
-    log, device, rank = accelerator.print, accelerator.device, accelerator.process_index
-    local_batch = params.batch_size // accelerator.num_processes
+    log, device = accelerator.print, accelerator.device
     data = load_prepared(paths.prepared)
     train_x = pretrain_images(data, params.data.pretrain_on).subset(pre.train_images, params.seed)
     check_batch_fits(params.batch_size, len(train_x), params.data.pretrain_on)  # check_params ran it too
     steps_per_epoch = len(train_x) // params.batch_size
-    total_steps, warmup_steps = pre.epochs * steps_per_epoch, pre.warmup_epochs * steps_per_epoch
     peak_lr = scaled_lr(pre.lr, params.batch_size, pre.lr_scaling)
     net, memory_format = build_model(params, accelerator)  # the module as built: what is saved and loaded
     optimizer = build_optimizer(net, params, peak_lr)
-    policy_1, policy_2 = view_policies(params)
 
     run, bar, state = None, None, None
     try:
@@ -103,50 +99,23 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
         if run and run.blob is not None:
             restore_optimizer(run.blob, optimizer, accelerator.scaler)
         log(f"pretrain: {len(train_x)} images ({params.data.pretrain_on}), global batch {params.batch_size} ({accelerator.num_processes} x "
-            f"{local_batch}), {steps_per_epoch} steps/epoch, {pre.epochs} epochs, {pre.optimizer} peak lr "
-            f"{peak_lr:.4g}, device {device}, precision {pre.mixed_precision}"
+            f"{params.batch_size // accelerator.num_processes}), {steps_per_epoch} steps/epoch, {pre.epochs} epochs, "
+            f"{pre.optimizer} peak lr {peak_lr:.4g}, device {device}, precision {pre.mixed_precision}"
             + (f", checkpoints in {run.folder}" if run else ""))
-        bar = tqdm(total=total_steps, initial=state.step, disable=not accelerator.is_local_main_process,
+        bar = tqdm(total=pre.epochs * steps_per_epoch, initial=state.step, disable=not accelerator.is_local_main_process,
                    desc="pretrain", unit="step", dynamic_ncols=True,
                    mininterval=0.2 if sys.stderr.isatty() else 30)  # logs (dvc, CI) get a line per 30 s
-        guard = FiniteGuard(device)
+        loop = RunState(accelerator, run, state, net, model, optimizer, FiniteGuard(device), paths, bar, params,
+                        len(train_x))
         for epoch in range(state.epoch, pre.epochs):
             epoch_start = time.perf_counter()
-            model.train()
-            perm = epoch_permutation(len(train_x), params.seed, epoch)
-            gen = augment_generator(device, params.seed, epoch, rank)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # read with the guard, not per step
-            next_images = load_batch(train_x, perm, 0, params.batch_size, rank, local_batch, device)
-            for i in range(steps_per_epoch):
-                images = next_images
-                views = torch.cat([policy_1(images, gen), policy_2(images, gen)]).contiguous(memory_format=memory_format)
-                with accelerator.autocast():
-                    _, z = model(views)
-                loss = global_nt_xent_loss(*z.float().chunk(2), params.temperature)
-                if i + 1 < steps_per_epoch:  # the host gathers the next batch while the device runs this step
-                    next_images = load_batch(train_x, perm, i + 1, params.batch_size, rank, local_batch, device)
-                mean_loss = accelerator.reduce(loss.detach(), reduction="mean")
-                lr = lr_at(state.step, total_steps, warmup_steps, peak_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                accelerator.backward(loss)
-                # fp16: an overflow is the scaler's to skip (its step unscales), not a divergence
-                grad_norm = gradient_norm(net) if accelerator.scaler is None else torch.zeros((), device=device)
-                step_if(optimizer, guard.check(state.step + 1, mean_loss, grad_norm))
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                loss_sum += mean_loss
-                if (i + 1) % pre.log_every_steps == 0 or i + 1 == steps_per_epoch:  # the host's only reads
-                    stop_if_diverged(guard, run, state, steps_per_epoch)
-                    bar.update(state.step - bar.n)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss.item():.3f}", lr=f"{lr:.3g}", refresh=False)
+            loss_sum, lr = train_epoch(loop, train_x, epoch, peak_lr, memory_format)
             loss_sum, train_time = loss_sum.item(), time.perf_counter() - epoch_start  # read: the device is done
             knn = knn_monitor(params, epoch, net, data, device)
             row = {"epoch": epoch + 1, "step": state.step, "loss": loss_sum / steps_per_epoch, "lr": lr,
                    "knn_top1": knn, "images_per_second": steps_per_epoch * params.batch_size / train_time}
-            end_of_epoch(accelerator, run, state, row, train_time, time.perf_counter() - epoch_start, net, optimizer,
-                         paths, bar, pre.epochs, params.batch_size, len(train_x))
-        metrics = write_outputs(accelerator, run, state, net, paths, params.batch_size, len(train_x))
+            end_of_epoch(loop, row, train_time, time.perf_counter() - epoch_start)
+        metrics = write_outputs(loop)
     except RuntimeError as exc:  # a peer died (connection closed) or hung (the timeout)?
         if not is_collective_failure(exc):
             raise
@@ -158,6 +127,62 @@ def pretrain(params: Params, paths: PretrainPaths) -> dict:
             run.release()
         accelerator.end_training()  # on an error too: the process group goes down cleanly
     return metrics
+
+
+@dataclass
+class RunState:
+    """What the loop and its end-of-epoch bookkeeping share for one run."""
+
+    accelerator: object
+    run: CheckpointRun | None  # this configuration's checkpoint folder (None: an ablation point keeps none)
+    state: TrainingState  # epochs and steps done, time, history: what a checkpoint holds
+    net: nn.Module  # the module as built: what is saved and loaded
+    model: nn.Module  # `net` as Accelerate wrapped it (DDP, torch.compile): what trains
+    optimizer: torch.optim.Optimizer
+    guard: FiniteGuard  # the first non-finite step, recorded on the device
+    paths: PretrainPaths
+    bar: object  # the progress bar
+    params: Params
+    pretrain_count: int  # the images pretraining draws from
+
+
+def train_epoch(loop: RunState, train_x, epoch: int, peak_lr: float, memory_format) -> tuple[torch.Tensor, float]:
+    """One epoch of steps; returns the sum of the step losses (on the device, not read) and the last lr."""
+    params, accelerator, state = loop.params, loop.accelerator, loop.state
+    device, rank = accelerator.device, accelerator.process_index
+    local_batch = params.batch_size // accelerator.num_processes
+    steps_per_epoch = len(train_x) // params.batch_size
+    total_steps, warmup_steps = params.pretrain.epochs * steps_per_epoch, params.pretrain.warmup_epochs * steps_per_epoch
+    policy_1, policy_2 = view_policies(params)
+    loop.model.train()
+    perm = epoch_permutation(len(train_x), params.seed, epoch)
+    gen = augment_generator(device, params.seed, epoch, rank)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # read with the guard, not per step
+    next_images = load_batch(train_x, perm, 0, params.batch_size, rank, local_batch, device)
+    for i in range(steps_per_epoch):
+        images = next_images
+        views = torch.cat([policy_1(images, gen), policy_2(images, gen)]).contiguous(memory_format=memory_format)
+        with accelerator.autocast():
+            _, z = loop.model(views)
+        loss = global_nt_xent_loss(*z.float().chunk(2), params.temperature)
+        if i + 1 < steps_per_epoch:  # the host gathers the next batch while the device runs this step
+            next_images = load_batch(train_x, perm, i + 1, params.batch_size, rank, local_batch, device)
+        mean_loss = accelerator.reduce(loss.detach(), reduction="mean")
+        lr = lr_at(state.step, total_steps, warmup_steps, peak_lr)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
+        accelerator.backward(loss)
+        # fp16: an overflow is the scaler's to skip (its step unscales), not a divergence
+        grad_norm = gradient_norm(loop.net) if accelerator.scaler is None else torch.zeros((), device=device)
+        step_if(loop.optimizer, loop.guard.check(state.step + 1, mean_loss, grad_norm))
+        loop.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        loss_sum += mean_loss
+        if (i + 1) % params.pretrain.log_every_steps == 0 or i + 1 == steps_per_epoch:  # the host's only reads
+            stop_if_diverged(loop.guard, loop.run, state, steps_per_epoch)
+            loop.bar.update(state.step - loop.bar.n)
+            loop.bar.set_postfix(epoch=epoch + 1, loss=f"{mean_loss.item():.3f}", lr=f"{lr:.3g}", refresh=False)
+    return loss_sum, lr
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +197,7 @@ def make_accelerator(params: Params):
     check_tracker(pre.log_with)
     accelerator = Accelerator(
         # without cpu=True Accelerate ignores a torchrun world on a machine with no GPU
-        cpu=not torch.cuda.is_available(),
+        cpu=default_device().type == "cpu",
         mixed_precision=pre.mixed_precision,
         dynamo_backend="inductor" if pre.compile else "no",  # torch.compile, applied by prepare()
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=pre.dist_timeout_seconds))],
@@ -253,8 +278,7 @@ def current_fingerprint(params: Params, prepared: Path) -> str | None:
     """The fingerprint `pretrain` would train under now (None before the prepare stage has run)."""
     if not (prepared / "manifest.json").is_file():
         return None
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return run_fingerprint(describe_run(params, prepared, params.pretrain.num_processes, device))
+    return run_fingerprint(describe_run(params, prepared, params.pretrain.num_processes, default_device()))
 
 
 def open_checkpoints(accelerator, params: Params, description: dict) -> CheckpointRun:
@@ -303,35 +327,34 @@ def knn_monitor(params: Params, epoch: int, net: nn.Module, data, device) -> flo
     return knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, pre.knn_k, pre.knn_temperature)
 
 
-def end_of_epoch(accelerator, run: CheckpointRun | None, state: TrainingState, row: dict, train_time: float,
-                 wall_time: float, net: nn.Module, optimizer, paths: PretrainPaths, bar, epochs: int,
-                 batch_size: int, pretrain_count: int) -> None:
+def end_of_epoch(loop: RunState, row: dict, train_time: float, wall_time: float) -> None:
     """Record the epoch, checkpoint it, write the history and metrics so far and log the row (main
     process): what a live view (``dvc exp show``, a tracker) sees while the run trains."""
+    accelerator, run, state, paths = loop.accelerator, loop.run, loop.state, loop.paths
     state.epoch = row["epoch"]
     state.train_seconds += train_time
     state.history.append(row)
     state.wall_seconds += wall_time
     if accelerator.is_main_process:
         write_text_atomic(paths.history, history_csv(state.history))
-        write_text_atomic(paths.metrics, metrics_json(run_metrics(state, batch_size, pretrain_count)))
+        write_json_atomic(paths.metrics, run_metrics(state, loop.params.batch_size, loop.pretrain_count))
         if run:
-            run.save(training_blob(state, net, optimizer, accelerator.scaler))
+            run.save(training_blob(state, loop.net, loop.optimizer, accelerator.scaler))
     log_epoch(accelerator, row)  # a resumed run replays the rows its checkpoint keeps (simclr.core.tracking)
     accelerator.wait_for_everyone()
     if accelerator.is_local_main_process:
-        bar.write(f"epoch {state.epoch}/{epochs}  loss {row['loss']:.4f}  lr {row['lr']:.4g}  "
+        loop.bar.write(f"epoch {state.epoch}/{loop.params.pretrain.epochs}  loss {row['loss']:.4f}  lr {row['lr']:.4g}  "
                   f"knn_top1 {row['knn_top1']:.2f}  {row['images_per_second']:.0f} img/s")
 
 
-def write_outputs(accelerator, run: CheckpointRun | None, state: TrainingState, net: nn.Module, paths: PretrainPaths,
-                  batch_size: int, pretrain_count: int) -> dict:
-    metrics = run_metrics(state, batch_size, pretrain_count)
+def write_outputs(loop: RunState) -> dict:
+    accelerator, run, state, paths = loop.accelerator, loop.run, loop.state, loop.paths
+    metrics = run_metrics(state, loop.params.batch_size, loop.pretrain_count)
     if accelerator.is_main_process:
-        save_encoder(net, paths.encoder)
+        save_encoder(loop.net, paths.encoder)
         # end_of_epoch wrote these already, unless a resumed run's checkpoint held every epoch
         write_text_atomic(paths.history, history_csv(state.history))
-        write_text_atomic(paths.metrics, metrics_json(metrics))
+        write_json_atomic(paths.metrics, metrics)
         if run:
             run.finish()  # DVC's cache holds the result now; `dvc repro -f` trains from epoch 1
     accelerator.wait_for_everyone()
@@ -350,10 +373,6 @@ def run_metrics(state: TrainingState, batch_size: int, pretrain_count: int) -> d
         "knn_top1": measured[-1] if measured else float("nan"),  # the last epoch the monitor ran
         "pretrain_images": pretrain_count,
     }
-
-
-def metrics_json(metrics: dict) -> str:
-    return json.dumps(_json_safe(metrics), indent=2) + "\n"
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -415,6 +434,3 @@ def _kept(run: CheckpointRun | None, state: TrainingState, fix: str = "lower pre
         return f"No epoch had finished, so there is no checkpoint to resume; {fix}"
     return f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; {fix}, then {again} to resume from it"
 
-
-def _json_safe(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

@@ -1,9 +1,11 @@
 """Atomic writes: a temporary sibling renamed into place, so a killed stage never leaves a
-half-written output (and a failed one leaves the previous output as it was). And the one safe
-way torch files are read back."""
+half-written output (and a failed one leaves the previous output as it was). The one writer of
+the stages' JSON files, and the one safe way torch files are read back."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -39,6 +41,22 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (NaN, ±inf) as None: JSON has no NaN, and DVC reads null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """A stage's JSON output (metrics, per-image records): indented, newline-terminated, NaN as null."""
+    write_text_atomic(path, json.dumps(json_safe(obj), indent=2) + "\n")
 
 
 def torch_load_weights(path: str | Path, map_location="cpu"):

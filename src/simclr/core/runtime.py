@@ -1,4 +1,4 @@
-"""Process-level settings for training on CPU cores.
+"""Process-level settings: the device the stages run on, and training on CPU cores.
 
 Two measured fixes (2-core x86_64, small_cnn w=32, 512 views per step):
 * threads: `accelerate launch` exports OMP_NUM_THREADS=1 unless told `--cpu`, which halves a
@@ -17,6 +17,13 @@ import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+
+
+def default_device():
+    """Where the stages run: the first CUDA device when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def affinity() -> list[int]:
