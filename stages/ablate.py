@@ -1,6 +1,6 @@
 """DVC stages `ablate_<grid>@<value>-<epochs>-<seed>`: one ablation grid point (a short pretrain of
 `ablation.base` with one knob changed, at one budget and seed, then the probes) -> its metrics
-file. See simclr.ablation."""
+file and which test images each probe got right. See simclr.ablation."""
 
 from pathlib import Path
 
@@ -20,9 +20,10 @@ def main(
     seed: int = typer.Option(..., help="the point's seed (one of ablation.seeds)"),
     prepared: Path = PREPARED,
     out: Path = typer.Option(..., help="metrics JSON to write"),
+    correct: Path = typer.Option(..., help="JSON to write: which test images each probe got right"),
     params: Path = PARAMS,
 ):
-    run_point(load_params(params), parse_point(kind, value, epochs, seed), prepared, out)
+    run_point(load_params(params), parse_point(kind, value, epochs, seed), prepared, out, correct)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ def main(
     confusion: Path = typer.Option(..., help="the linear_eval stage's confusion CSV"),
     linear_eval_correct: Path = typer.Option(..., help="the linear_eval stage's per-image record (JSON)"),
     ablation: Path = typer.Option(..., help="the folder of the ablation points' metrics"),
+    ablation_correct: Path = typer.Option(..., help="the folder of the ablation points' per-image records"),
     finetune: Path = typer.Option(..., help="the folder of the finetune points' metrics"),
     out: Path = typer.Option(..., help="output folder"),
     params: Path = PARAMS,
 ):
     paths = ReportPaths(prepared, pretrain_metrics, history, linear_eval, confusion, linear_eval_correct, ablation,
-                        finetune, out)
+                        ablation_correct, finetune, out)
     print(f"report: {build_report(load_params(params), paths)}")
 
 

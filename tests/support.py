@@ -47,7 +47,8 @@ def git_identity_env(home: Path) -> dict:
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
 
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "src", "data/cifar10-sample", "metrics/ablation/README.md", "metrics/finetune/README.md",
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "src", "data/cifar10-sample", "metrics/ablation/README.md", "metrics/ablation_correct/README.md",
+                 "metrics/finetune/README.md",
                  "pyproject.toml", ".gitignore"]
 
 

@@ -109,12 +109,12 @@ def test_dvc_yaml_declares_the_point_file_the_code_writes():
         assert stage["matrix"]["seed"] == "${ablation.seeds}"
         out = point_file(Path("${paths.ablation}"), Point(kind, f"${{item.{item}}}", "${item.epochs}",
                                                           "${item.seed}")).as_posix()
+        record = out.replace("${paths.ablation}", "${paths.ablation_correct}", 1)
         assert stage["cmd"].split() == ["python", "stages/ablate.py", kind, f"${{item.{item}}}", "--epochs",
                                         "${item.epochs}", "--seed", "${item.seed}", "--prepared", "${paths.prepared}",
-                                        "--out", out]
-        assert "metrics" not in stage  # a plain output: `dvc exp show` keeps to the headline metrics
-        (declared,) = stage["outs"][0]
-        assert declared == out
+                                        "--out", out, "--correct", record]
+        assert "metrics" not in stage  # plain outputs: `dvc exp show` keeps to the headline metrics
+        assert [next(iter(o)) for o in stage["outs"]] == [out, record]
         assert not any(str(p).startswith(f"ablation.{grid}") for p in stage["params"])  # one point, not the list
 
 
@@ -128,10 +128,12 @@ def test_one_point_end_to_end_and_a_bad_value_is_one_line(tmp_path):
     point = {"ops": "sobel+rotate", "epochs": 1, "seed": 1}
     done = run(stage_command("ablate_augment", point, scripts=ROOT), tmp_path)
     m = json.loads((tmp_path / dvc_paths()["ablation"] / "augment/sobel+rotate/1ep-seed1.json").read_text())
-    # numbers, and which test images each probe got right: the grid and the value are the file's path
-    correct = m.pop("correct")
+    # numbers only: the grid and the value are the file's path
     assert set(m) == {"top1_h", "top1_z", "knn_top1", "loss", "train_images", "wall_seconds"}
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) and m["train_images"] == 96
+    # which test images each probe got right: the same path under ablation_correct
+    correct = json.loads((tmp_path / dvc_paths()["ablation_correct"] / "augment/sobel+rotate/1ep-seed1.json").read_text())
+    correct = correct["correct"]
     assert set(correct) == {"top1_h", "top1_z"}
     for key, bits in correct.items():  # one bit per test image, in the split's order, agreeing with the top-1
         assert len(unpack(bits)) == 40 and round(100 * unpack(bits).mean(), 2) == m[key], key

@@ -70,7 +70,7 @@ def test_with_seeds_the_image_error_is_that_of_the_seed_averaged_difference():
     b = [flip(truth, 0.15, rng) for _ in range(3)]
     sa = S.PerSeed({s: 100 * c.mean() for s, c in enumerate(a)}, dict(enumerate(a)))
     sb = S.PerSeed({s: 100 * c.mean() for s, c in enumerate(b)}, dict(enumerate(b)))
-    image_half = S.Z975 * S.paired_test_error(sa, sb, [0, 1, 2], [0, 1, 2])
+    image_half = S.Z975 * S.paired_test_error(sa, sb, [0, 1, 2], [0, 1, 2], N)
     assert image_half == pytest.approx(bootstrap_half(a, b), rel=0.1)
     gap = S.paired_gap(sa, sb, N)  # and the seed spread of the per-seed differences on top, in quadrature
     spread = S.seed_half_width([sa[s] - sb[s] for s in range(3)])
@@ -86,10 +86,19 @@ def test_without_every_record_or_when_asked_the_two_top1s_are_read_as_independen
     assert S.paired_gap(missing, S.PerSeed({0: 100 * b.mean(), 1: 100 * b.mean()}, {0: b, 1: b}), N).half == \
         pytest.approx(independent.half)
     other_split = one_seed(b[: N // 2])  # scored on other images: nothing to pair
-    assert S.paired_test_error(one_seed(a), other_split, [0], [0]) is None
+    assert S.paired_test_error(one_seed(a), other_split, [0], [0], N) is None
     with S.independent_test_errors():
         assert S.paired_gap(one_seed(a), one_seed(b), N).half == pytest.approx(independent.half)
     assert S.paired_gap(one_seed(a), one_seed(b), N).half != pytest.approx(independent.half)
+
+
+@pytest.mark.parametrize("discordant, verdict", [(4, S.CANNOT_TELL), (5, S.CANNOT_TELL), (6, S.REPRODUCED)])
+def test_a_handful_of_discordant_images_decides_no_sooner_than_the_exact_mcnemar_test(discordant, verdict):
+    # 1,000 images, b wrong on `discordant` images a gets right and right wherever a is: the exact
+    # two-sided McNemar (binomial) test gives p = 0.125, 0.063, 0.031 for 4, 5, 6
+    a = np.arange(1000) < 700
+    b = a & (np.arange(1000) >= discordant)
+    assert S.paired_gap(one_seed(a), one_seed(b), 1000).verdict == verdict
 
 
 def test_the_pairing_sentence_counts_what_each_reading_decides():

@@ -30,14 +30,11 @@ experiments that share a point may run it at the same time.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from simclr.core.atomic import write_text_atomic
+from simclr.core.atomic import write_json_atomic
 from simclr.core.config import Params, SectionReads, augment_pair_ops, describe_ops, training_param_keys
 from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, pretrain_images
@@ -45,6 +42,7 @@ from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
 from simclr.core.grids import Point
 from simclr.core.model import load_encoder
+from simclr.core.runtime import default_device
 from simclr.pretrain import PretrainPaths, pretrain
 
 
@@ -83,8 +81,9 @@ def point_param_keys() -> list[str]:
             "ablation.train_images", "ablation.linear_eval_epochs", "ablation.base", *pretrain_keys, *linear_eval]
 
 
-def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print) -> dict:
-    """Pretrain and evaluate one grid point; writes its metrics file ``out`` atomically."""
+def run_point(params: Params, point: Point, prepared: Path, out: Path, correct: Path, log=print) -> dict:
+    """Pretrain and evaluate one grid point; writes its metrics file ``out`` and which test images each
+    probe got right, ``correct`` (:mod:`simclr.core.correctness`), atomically."""
     p = point_params(params, point)
     data = load_prepared(prepared, verify=False)  # pretrain() below checks the checksums before training
     n_train = len(pretrain_images(data, p.data.pretrain_on).subset(p.pretrain.train_images, p.seed))
@@ -101,7 +100,7 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
         pre = pretrain(p, PretrainPaths(prepared=prepared, encoder=tmp / "encoder.pt", metrics=tmp / "pretrain.json",
                                         history=tmp / "history.csv"))
         model = load_encoder(tmp / "encoder.pt")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     model = model.to(device)
     h_train, z_train = extract_features(model, data.train.x, device)
     h_test, z_test = extract_features(model, data.test.x, device)
@@ -113,7 +112,7 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
         return top1_and_correct(pred, data.test.y)
 
     (top1_h, correct_h), (top1_z, correct_z) = probe(h_train, h_test), probe(z_train, z_test)
-    metrics = {  # the grid, value, budget and seed are the file's path (simclr.core.grids.point_file)
+    metrics = {  # numbers only: the grid, value, budget and seed are the file's path (simclr.core.grids.point_file)
         "top1_h": round(top1_h, 2),
         "top1_z": round(top1_z, 2),
         "knn_top1": round(knn_top1(h_train, data.train.y, h_test, data.test.y, data.num_classes, le.knn_k,
@@ -122,7 +121,7 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, log=print
         "train_images": n_train,
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
+    write_json_atomic(correct, {"correct": {"top1_h": correct_h, "top1_z": correct_z}})
+    write_json_atomic(out, metrics)
     log("ablation: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
-    metrics["correct"] = {"top1_h": correct_h, "top1_z": correct_z}  # the test images each probe got right
-    write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")
     return metrics

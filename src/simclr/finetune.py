@@ -18,7 +18,6 @@ trained and each is scored once on the whole test split:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.core.atomic import write_text_atomic
+from simclr.core.atomic import write_json_atomic
 from simclr.core.augment import AugmentPolicy, to_float
 from simclr.core.config import FinetuneParams, Params, SectionReads, parse_augment
 from simclr.core.correctness import top1_and_correct
@@ -38,7 +37,7 @@ from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
 from simclr.core.model import SimCLRModel, load_encoder
-from simclr.core.runtime import configure_cpu
+from simclr.core.runtime import configure_cpu, default_device
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.validation import Fraction, check_value
 
@@ -132,7 +131,7 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     """Fine-tuned vs from scratch vs linear at one label fraction; writes its metrics file ``out`` and which
     test images each got right, ``correct`` (:mod:`simclr.core.correctness`), atomically."""
     ft, seed = params.finetune, params.seed
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     if device.type == "cpu":
         configure_cpu(1)
     start = time.perf_counter()
@@ -164,8 +163,8 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
         "steps": ft.steps,
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
-    write_text_atomic(correct, json.dumps({"correct": {"finetune_top1": correct_finetuned, "scratch_top1": correct_scratch,
-                                                       "linear_top1": correct_linear}}, indent=2) + "\n")
-    write_text_atomic(out, json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(correct, {"correct": {"finetune_top1": correct_finetuned, "scratch_top1": correct_scratch,
+                                            "linear_top1": correct_linear}})
+    write_json_atomic(out, metrics)
     log("finetune: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics

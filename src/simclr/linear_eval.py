@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,13 +22,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from simclr.core.atomic import write_text_atomic
+from simclr.core.atomic import write_json_atomic, write_text_atomic
 from simclr.core.config import Params, SectionReads
 from simclr.core.correctness import pack
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
 from simclr.core.model import SimCLRModel, load_encoder
-from simclr.core.runtime import configure_cpu
+from simclr.core.runtime import configure_cpu, default_device
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def choose_probe(x_fit: torch.Tensor, y_fit: np.ndarray, x_val: torch.Tensor, y_
 
 def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     le = READS.view(params)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     if device.type == "cpu":
         configure_cpu(1)
     data = load_prepared(paths.prepared)
@@ -139,7 +138,7 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     write_text_atomic(paths.confusion, buf.getvalue())
     correct = {key: pack(pred == torch.as_tensor(data.test.y)) for key, pred in
                (("top1_h", pred_h), ("top1_z", pred_z), ("random_init_top1", pred_random))}
-    write_text_atomic(paths.correct, json.dumps({"correct": correct}, indent=2) + "\n")
-    write_text_atomic(paths.metrics, json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(paths.correct, {"correct": correct})
+    write_json_atomic(paths.metrics, metrics)
     log("linear_eval: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from pathlib import Path
 
 import numpy as np
+
+from simclr.core.errors import SimCLRError
 
 
 def pack(correct) -> str:
@@ -37,6 +41,21 @@ def unpack(text: str) -> np.ndarray:
     if not sep or n < 0 or packed.size != (n + 7) // 8:
         raise ValueError(f"per-image correctness says {count} images but holds {packed.size * 8} bits")
     return np.unpackbits(packed, count=n).astype(bool)
+
+
+def read_record(path: Path, test_images: int, rerun: str) -> dict[str, np.ndarray]:
+    """The per-image records of a file a stage wrote (``{"correct": {metric: text}}``), each checked to
+    be of the ``test_images`` test images; one clear error naming ``path`` and what to ``rerun``."""
+    if not path.is_file():
+        raise SimCLRError(f"{path} does not exist; run the stages before the report (dvc repro)")
+    try:
+        correct = {metric: unpack(bits) for metric, bits in json.loads(path.read_text())["correct"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise SimCLRError(f"{path} is not a per-image record ({type(exc).__name__}: {exc}); rerun {rerun}") from None
+    if any(len(bits) != test_images for bits in correct.values()):
+        raise SimCLRError(f"{path} is not a record of the {test_images} test images of the prepared data; "
+                          f"rerun {rerun}")
+    return correct
 
 
 def top1_and_correct(pred, labels) -> tuple[float, str]:

@@ -22,7 +22,7 @@ from simclr.core.config import (
     Temperature,
     check_value,
 )
-from simclr.core.correctness import unpack
+from simclr.core.correctness import read_record
 from simclr.core.errors import SimCLRError
 
 # grid name in params.yaml -> the point kind (stage ablate_<kind>, folder <ablation>/<kind>)
@@ -80,8 +80,10 @@ def parse_point(kind: str, raw: str, epochs: int, seed: int) -> Point:
     return Point(kind, checked, epochs, check_value("ablation point --seed", Seed, seed, source=""), raw)
 
 
-def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
-    """Every point of the current grids, by kind; a missing or malformed file is one clear error."""
+def read_points(params: Params, root: Path, correct_root: Path, test_images: int) -> dict[str, list[dict]]:
+    """Every point of the current grids, by kind, with which test images each probe got right
+    (``correct``, from the same path under ``correct_root``); a missing or malformed file, or a
+    per-image record that is not of ``test_images`` images, is one clear error."""
     results: dict[str, list[dict]] = {kind: [] for kind in GRIDS.values()}
     for point in grid_points(params):
         path = point_file(root, point)
@@ -91,10 +93,7 @@ def read_points(params: Params, root: Path) -> dict[str, list[dict]]:
             m = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun `dvc repro -f {point.stage}`")
-        try:
-            m["correct"] = {col: unpack(bits) for col, bits in m.get("correct", {}).items()}
-        except (ValueError, AttributeError) as exc:
-            raise SimCLRError(f"{path}: its `correct` entry is damaged ({exc}); rerun `dvc repro -f {point.stage}`")
+        m["correct"] = read_record(point_file(correct_root, point), test_images, f"`dvc repro -f {point.stage}`")
         results[point.kind].append({**m, "kind": point.kind, "value": point.value, "epochs": point.epochs,
                                     "seed": point.seed})
     return results

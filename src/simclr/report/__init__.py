@@ -17,7 +17,7 @@ import pandas as pd
 
 from simclr.core.atomic import write_text_atomic
 from simclr.core.config import Params, describe_ops, dotted
-from simclr.core.correctness import unpack
+from simclr.core.correctness import read_record
 from simclr.core.data import images_per_split
 from simclr.core.errors import SimCLRError
 from simclr.core.grids import GRIDS, budgets, read_points
@@ -80,6 +80,7 @@ class ReportPaths:
     confusion: Path
     linear_eval_correct: Path  # which test images each of linear_eval's probes got right
     ablation: Path  # the folder of the ablation points' metrics
+    ablation_correct: Path  # the folder of their per-image records
     finetune: Path  # the folder of the finetune points' metrics
     out: Path  # output folder: report.md, index.html, figures/
 
@@ -90,12 +91,13 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     history = _read_csv(paths.history)
     conf = read_confusion_csv(paths.confusion)
     manifest = _read_json(paths.prepared / "manifest.json")
-    points = read_points(params, paths.ablation)  # before any file is written: a missing point changes nothing
-    le = {**le, **read_correct(paths.linear_eval_correct)}
-    fractions = [{**_read_json(fraction_file(paths.finetune, f)), **read_correct(fraction_file(paths.finetune, f, "-correct"))}
-                 for f in params.finetune.label_fractions]
     images = images_per_split(manifest)
     n = images["test"]  # every top-1 is scored on the whole test split: the noise of each reading
+    points = read_points(params, paths.ablation, paths.ablation_correct, n)  # before any file is written
+    le["correct"] = read_record(paths.linear_eval_correct, n, "`dvc repro -f linear_eval`")
+    fractions = [{**_read_json(fraction_file(paths.finetune, f)),
+                  "correct": read_record(fraction_file(paths.finetune, f, "-correct"), n, f"`dvc repro -f finetune@{f}`")}
+                 for f in params.finetune.label_fractions]
 
     figures = paths.out / FIGURES
     figures.mkdir(parents=True, exist_ok=True)
@@ -337,16 +339,6 @@ def fraction_file(root: Path, fraction: float, suffix: str = "") -> Path:
     if not path.is_file() and float(fraction).is_integer():
         return root / f"{int(fraction)}{suffix}.json"
     return path
-
-
-def read_correct(path: Path) -> dict:
-    """A stage's per-image record, ``{"correct": {metric: bool array}}`` (:mod:`simclr.core.correctness`)."""
-    blob = _read_json(path)
-    try:
-        return {"correct": {metric: unpack(bits) for metric, bits in blob["correct"].items()}}
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise SimCLRError(f"{path} is not a per-image record ({type(exc).__name__}: {exc}); rerun the stage that "
-                          "writes it (dvc repro -f <stage>)") from None
 
 
 def _read_json(path: Path) -> dict:

@@ -52,6 +52,8 @@ def read_pairing(paired: list[Finding], unpaired: list[Finding]) -> str:
     def decided(findings: list[Finding]) -> int:
         return sum(f.verdict != CANNOT_TELL for f in findings)
 
+    if not paired:
+        return ""
     text = (f"Paired over the test images, {decided(paired)} of {len(paired)} findings are decided (reproduced or "
             f"not); with the two top-1s' test errors taken as independent, {decided(unpaired)}.")
     changed = [f"{p.claim} ({p.run}): {u.verdict} → {p.verdict}" for p, u in zip(paired, unpaired)

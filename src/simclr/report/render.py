@@ -46,7 +46,7 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         else:
             lines += [f"## {s.title}", ""]
         for p in s.paragraphs:
-            lines += [p, ""]
+            lines += [p, ""] if p else []  # a reading with nothing to say is left out
         if s.table is not None:
             lines += [markdown_table(s.table), ""]
         for name, caption in s.figures:

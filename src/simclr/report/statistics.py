@@ -64,26 +64,33 @@ def independent_test_errors():
         _images_paired.reset(token)
 
 
-def paired_test_error(a: PerSeed | float, b: PerSeed | float, seeds_a: list, seeds_b: list) -> float | None:
-    """Standard error, in points, of mean(a) − mean(b) over the test images both were scored on.
+def paired_test_error(a: PerSeed | float, b: PerSeed | float, seeds_a: list, seeds_b: list,
+                      n: int) -> float | None:
+    """Standard error, in points, of mean(a) − mean(b) over the n test images both were scored on.
 
     With D_i the correctness of image i averaged over a's seeds minus that averaged over b's, the
     difference of the two top-1s is the mean of the D_i, so its sampling error over images is
     sqrt(var(D) / n). With one seed a side, D_i is −1, 0 or +1 and this is McNemar's
     sqrt((p₁₀ + p₀₁ − (p₁₀ − p₀₁)²) / n): only the images on which the two disagree count. Models that
     agree on most images get a narrower interval than two independent binomials give; models whose
-    errors fall on different images a wider one. None when either side lacks the record of a seed, or
-    the records are of different lengths (not the same test images)."""
+    errors fall on different images a wider one.
+
+    Two pseudo-images, one each way (D = +1 and −1), are added before the variance is taken: with
+    few discordant images the normal interval is too narrow, and with them a one-sided gap of k
+    images is decided from k = 6 on at 1,000 images, where the exact McNemar test first gives
+    p < 0.05 (k = 5: p = 0.063). With hundreds of discordant images they change nothing visible.
+
+    None (read the two top-1s as independent) when either side lacks the record of a seed or a
+    record is not of the n test images."""
     ca, cb = getattr(a, "correct", {}), getattr(b, "correct", {})
     if not _images_paired.get() or not all(s in ca for s in seeds_a) or not all(s in cb for s in seeds_b):
         return None
-    if len({len(ca[s]) for s in seeds_a} | {len(cb[s]) for s in seeds_b}) != 1:  # not the same test images
+    if {len(ca[s]) for s in seeds_a} | {len(cb[s]) for s in seeds_b} != {n} or n < 2:
         return None
     d = (np.mean([ca[s] for s in seeds_a], axis=0, dtype=float)
          - np.mean([cb[s] for s in seeds_b], axis=0, dtype=float))
-    if d.size < 2:
-        return None
-    return 100.0 * float(np.std(d, ddof=1)) / float(np.sqrt(d.size))
+    d = np.concatenate([d, [1.0, -1.0]])
+    return 100.0 * float(np.std(d, ddof=1)) / float(np.sqrt(n))
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,7 @@ def paired_gap(a: PerSeed | float, b: PerSeed | float, n: int) -> Estimate:
         diffs = [float(np.mean(list(va.values())) - np.mean(list(vb.values())))]
         spread = float(np.hypot(seed_half_width(list(va.values())), seed_half_width(list(vb.values()))))
     ma, mb = float(np.mean([va[s] for s in seeds_a])), float(np.mean([vb[s] for s in seeds_b]))
-    se = paired_test_error(a, b, seeds_a, seeds_b)
+    se = paired_test_error(a, b, seeds_a, seeds_b, n)
     if se is None:
         se = float(np.hypot(standard_error(ma, n), standard_error(mb, n)))
     return Estimate(float(np.mean(diffs)), float(np.hypot(spread, Z975 * se)), len(diffs) if paired else 1)
