@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
 from simclr.core.augment import AugmentPolicy, whole_batch_form  # noqa: E402
-from simclr.core.config import parse_augment  # noqa: E402
+from simclr.core.augment_config import parse_augment  # noqa: E402
 
 BATCH = 512
 POLICY = {"crop": {}, "flip": {}, "color": {"strength": 0.5}, "grayscale": {}, "blur": {}}

@@ -114,7 +114,8 @@ def host_waits_check(raw: dict, smoke: bool) -> str:
     step first (first calls may wait for lazy setup). On the CPU (--cpu-smoke) nothing can wait:
     the parts run unchecked."""
     from simclr.core.augment import AugmentPolicy
-    from simclr.core.config import Params, parse_augment
+    from simclr.core.augment_config import parse_augment
+    from simclr.core.config import Params
     from simclr.core.finite_step import FiniteGuard, step_if
     from simclr.core.lars import LARS, param_groups
     from simclr.core.loss import nt_xent_loss

@@ -9,7 +9,8 @@ import yaml
 from support import ROOT, dvc_paths, init_dvc_repo, make_npz, run, stage_command
 
 from simclr.ablation import point_params
-from simclr.core.config import ParamsError, augment_pair_ops, validate
+from simclr.core.augment_config import augment_pair_ops
+from simclr.core.config import ParamsError, validate
 from simclr.core.correctness import unpack
 from simclr.core.grids import BUDGET_KINDS, GRIDS, Point, grid_points, parse_point, point_file
 from simclr.report import readings as R

@@ -7,7 +7,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from simclr.core import augment as A
-from simclr.core.config import parse_augment
+from simclr.core.augment_config import parse_augment
 
 N = 20000
 

@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 from simclr.core.atomic import write_json_atomic
-from simclr.core.config import Params, SectionReads, augment_pair_ops, describe_ops, training_param_keys
+from simclr.core.augment_config import augment_pair_ops, describe_ops
+from simclr.core.config import Params, SectionReads, training_param_keys
 from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError

@@ -30,7 +30,8 @@ from torch import nn
 
 from simclr.core.atomic import write_json_atomic
 from simclr.core.augment import AugmentPolicy, to_float
-from simclr.core.config import FinetuneParams, Params, SectionReads, parse_augment
+from simclr.core.augment_config import parse_augment
+from simclr.core.config import FinetuneParams, Params, SectionReads
 from simclr.core.correctness import top1_and_correct
 from simclr.core.data import ImageRows, class_balanced_rows, load_prepared
 from simclr.core.errors import SimCLRError

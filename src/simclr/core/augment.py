@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simclr.core.config import AugmentOp
+from simclr.core.augment_config import AugmentOp
 from simclr.core.errors import SimCLRError
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale

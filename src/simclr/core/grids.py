@@ -11,19 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.core.config import (
-    AugmentPair,
-    BatchSize,
-    Epochs,
-    Head,
-    Params,
-    ParamsError,
-    Seed,
-    Temperature,
-    check_value,
-)
+from simclr.core.augment_config import AugmentPair
+from simclr.core.config import BatchSize, Epochs, Head, Params, ParamsError, Seed, Temperature
 from simclr.core.correctness import read_record
 from simclr.core.errors import SimCLRError
+from simclr.core.validation import check_value
 
 # grid name in params.yaml -> the point kind (stage ablate_<kind>, folder <ablation>/<kind>)
 GRIDS = {"temperatures": "temperature", "heads": "head", "batch_sizes": "batch_size", "augment_pairs": "augment"}

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from simclr.core.atomic import write_text_atomic
-from simclr.core.config import Params, describe_ops, dotted
+from simclr.core.augment_config import describe_ops
+from simclr.core.config import Params, dotted
 from simclr.core.correctness import read_record
 from simclr.core.data import images_per_split
 from simclr.core.errors import SimCLRError

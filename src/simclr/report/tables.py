@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simclr.core.config import FIGURE5_OPS, Params
+from simclr.core.augment_config import FIGURE5_OPS
+from simclr.core.config import Params
 from simclr.core.errors import SimCLRError
 from simclr.core.grids import budgets
 from simclr.report.statistics import Estimate, PerSeed, estimate, paired_gap
