@@ -38,7 +38,7 @@ from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
 from simclr.core.model import SimCLRModel, load_encoder
-from simclr.core.runtime import configure_cpu, default_device
+from simclr.core.runtime import single_process_device
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.validation import Fraction, check_value
 
@@ -132,9 +132,7 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     """Fine-tuned vs from scratch vs linear at one label fraction; writes its metrics file ``out`` and which
     test images each got right, ``correct`` (:mod:`simclr.core.correctness`), atomically."""
     ft, seed = params.finetune, params.seed
-    device = default_device()
-    if device.type == "cpu":
-        configure_cpu(1)
+    device = single_process_device()
     start = time.perf_counter()
     data = load_prepared(prepared)
     pretrained = load_encoder(encoder)

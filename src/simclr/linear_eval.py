@@ -28,7 +28,7 @@ from simclr.core.correctness import pack
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
 from simclr.core.model import SimCLRModel, load_encoder
-from simclr.core.runtime import configure_cpu, default_device
+from simclr.core.runtime import single_process_device
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,7 @@ def choose_probe(x_fit: torch.Tensor, y_fit: np.ndarray, x_val: torch.Tensor, y_
 
 def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     le = READS.view(params)
-    device = default_device()
-    if device.type == "cpu":
-        configure_cpu(1)
+    device = single_process_device()
     data = load_prepared(paths.prepared)
     model = load_encoder(paths.encoder).to(device)
 
@@ -129,16 +127,20 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
         "val_images": int(len(val)),
         "test_images": int(len(data.test.y)),
     }
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["actual", "predicted"])
-    names = data.class_names
-    for a, p in zip(data.test.y.tolist(), pred_h.tolist()):
-        w.writerow([names[a], names[p]])
-    write_text_atomic(paths.confusion, buf.getvalue())
+    write_text_atomic(paths.confusion, confusion_csv(data.test.y, pred_h, data.class_names))
     correct = {key: pack(pred == torch.as_tensor(data.test.y)) for key, pred in
                (("top1_h", pred_h), ("top1_z", pred_z), ("random_init_top1", pred_random))}
     write_json_atomic(paths.correct, {"correct": correct})
     write_json_atomic(paths.metrics, metrics)
     log("linear_eval: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
     return metrics
+
+
+def confusion_csv(labels: np.ndarray, pred: torch.Tensor, class_names: list[str]) -> str:
+    """One row per test image: its class and the probe's prediction, by name (DVC's confusion plot)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["actual", "predicted"])
+    for a, p in zip(labels.tolist(), pred.tolist()):
+        w.writerow([class_names[a], class_names[p]])
+    return buf.getvalue()

@@ -23,8 +23,6 @@ import csv
 import io
 import math
 import os
-import re
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -39,15 +37,18 @@ from simclr.core.augment import AugmentPolicy
 from simclr.core.checkpoint import (
     CheckpointRun,
     TrainingState,
+    lost_processes,
+    open_checkpoints,
     restore_optimizer,
+    resume,
     run_fingerprint,
+    stop_if_diverged,
     training_blob,
-    training_state,
 )
 from simclr.core.config import Params
 from simclr.core.data import check_batch_fits, load_prepared, pretrain_images, sha256_file
 from simclr.core.distributed import is_collective_failure
-from simclr.core.errors import CheckpointError, LostProcesses, SimCLRError, TrainingDiverged
+from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1
 from simclr.core.finite_step import FiniteGuard, step_if
 from simclr.core.lars import LARS, param_groups
@@ -55,11 +56,9 @@ from simclr.core.loss import global_nt_xent_loss
 from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
 from simclr.core.runtime import configure_cpu, default_device
 from simclr.core.schedule import lr_at, scaled_lr
-from simclr.core.store import store_path
 from simclr.core.sources import project_imports, source_digest
 from simclr.core.tracking import accelerator_options, check_tracker, log_epoch, start_tracking
 
-NOT_APPLIED = "Neither that step nor a later one was applied."
 HISTORY_FIELDS = ("epoch", "step", "loss", "lr", "knn_top1", "images_per_second")
 
 
@@ -281,37 +280,7 @@ def current_fingerprint(params: Params, prepared: Path) -> str | None:
     return run_fingerprint(describe_run(params, prepared, params.pretrain.num_processes, default_device()))
 
 
-def open_checkpoints(accelerator, params: Params, description: dict) -> CheckpointRun:
-    """This run's folder in the checkpoint store, locked by the main process, with its checkpoint
-    loaded (``run.blob``; None: a fresh start). Every rank reads it; all must find the same one."""
-    from accelerate.utils import broadcast_object_list, gather_object
 
-    run = CheckpointRun(store_path(params.pretrain.checkpoint_dir), run_fingerprint(description), description)
-    refusal = [run.acquire() if accelerator.is_main_process else None, run.token]
-    broadcast_object_list(refusal)  # so every rank stops, not only the one that saw the lock
-    if refusal[0]:
-        raise CheckpointError(refusal[0])
-    blind = [who for who, sees in gather_object([(f"process {accelerator.process_index} on {socket.gethostname()}",
-                                                  run.sees(refusal[1]))]) if not sees]
-    if blind:  # a node with its own store would resume from a checkpoint the others do not have
-        run.release()
-        raise CheckpointError(f"{', '.join(blind)} cannot see the checkpoint store {run.folder} that process 0 writes; "
-                              "put pretrain.checkpoint_dir on a file system every node shares")
-    run.blob = run.load(accelerator.print)
-    seen = gather_object([run.blob["epoch"] if run.blob else 0])
-    if len(set(seen)) > 1:
-        run.release()
-        raise CheckpointError(f"the processes found different checkpoints in {run.folder} (epochs {seen}); "
-                              "put pretrain.checkpoint_dir on a file system every node shares")
-    return run
-
-
-def resume(run: CheckpointRun | None, net: nn.Module, log) -> TrainingState:
-    if run is None or run.blob is None:
-        return TrainingState()
-    net.load_state_dict(run.blob["model"])
-    log(f"resuming from {run.path}: {run.blob['epoch']} epoch(s) done")
-    return training_state(run.blob)
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,38 +368,3 @@ def load_batch(train_x, perm: torch.Tensor, i: int, batch_size: int, rank: int, 
     if device.type == "cuda":
         images = images.pin_memory()
     return images.to(device, non_blocking=True)
-
-
-def stop_if_diverged(guard: FiniteGuard, run: CheckpointRun | None, state: TrainingState, steps_per_epoch: int) -> None:
-    """Read the guard (a host read-back); a bad step stops the run, naming the first one."""
-    bad = guard.read()
-    if bad is None:
-        return
-    step, loss, grad_norm = bad
-    where = f"at step {step} (epoch {(step - 1) // steps_per_epoch + 1})"
-    if not math.isfinite(loss):
-        raise TrainingDiverged(f"loss is {loss} {where}; stopped. {NOT_APPLIED} {_kept(run, state)}")
-    raise TrainingDiverged(f"gradient norm is {grad_norm} {where} with a finite loss ({loss:.4f}); stopped. "
-                           f"{NOT_APPLIED} {_kept(run, state)}")
-
-
-def lost_processes(exc: Exception, run: CheckpointRun | None, state: TrainingState | None,
-                   timeout: int) -> LostProcesses:
-    """The one line for a collective that failed: which step, the backend's own reason, what is kept."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(exc).split()))  # gloo prefixes its source file: [pair.cc:561]
-    reason = text.split(". ")[0] or type(exc).__name__
-    where = f" at step {state.step + 1} (epoch {state.epoch + 1})" if state else ""
-    return LostProcesses(f"lost contact with the other processes{where}: one of them stopped, or did not answer within "
-                         f"pretrain.dist_timeout_seconds ({timeout} s) ({reason[:160]}). "
-                         + _kept(run, state or TrainingState(), fix="see each node's log", again="start every node again"))
-
-
-def _kept(run: CheckpointRun | None, state: TrainingState, fix: str = "lower pretrain.lr or check the data",
-          again: str = "run again") -> str:
-    """What a stopped run leaves to resume from, and what to do."""
-    if run is None:  # an ablation point: no checkpoints
-        return fix[0].upper() + fix[1:]
-    if state.epoch == 0:
-        return f"No epoch had finished, so there is no checkpoint to resume; {fix}"
-    return f"The last good checkpoint ({run.path}, {state.epoch} epoch(s)) is kept; {fix}, then {again} to resume from it"
-

@@ -26,6 +26,14 @@ def default_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def single_process_device():
+    """:func:`default_device` for a stage that runs in one process; on the CPU, with its threads set."""
+    device = default_device()
+    if device.type == "cpu":
+        configure_cpu(1)
+    return device
+
+
 def affinity() -> list[int]:
     """The ids of the cores this process may run on (not on Linux: all of them)."""
     if hasattr(os, "sched_getaffinity"):

@@ -107,20 +107,6 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     plot_confusion(conf, manifest["class_names"], figures / "confusion.png")
     plot_view_pairs(params, paths.prepared, figures / "view_pairs.png")
 
-    unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
-    metrics_table = pd.DataFrame(
-        [(key, le[key], split, meaning) for key, split, meaning in metric_rows(params, le)]
-        + [("loss", round(pre["loss"], 4), "train", "final NT-Xent (mean of the last epoch)"),
-           ("epochs", pre["epochs"], "", "pretraining epochs"),
-           ("images_per_second", pre["images_per_second"], "", "pretraining throughput (images, 2 views each)"),
-           ("wall_seconds", pre["wall_seconds"], "", "pretraining wall time")],
-        columns=["metric", "value", "split", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
-    setup = (f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
-             f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
-             f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
-             f"{params.data.pretrain_on}`). "
-             f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
-             f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`.")
     grids: dict[str, pd.DataFrame] = {}
     main_run = f"main run, {pre['epochs']} epochs, 1 seed"
     tables = ablation_tables(params, points)
@@ -131,9 +117,9 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     ablations = ablation_sections(params, tables, figures, n, grids)
     finetune = [] if ft is None else finetune_sections(ft, figures, n)
     sections = [
-        Section("Headline", [read_gain(le, n), setup, HEADLINE_NOTE.format(n=n), read_pairing(findings, unpaired)],
-                table=findings_table(findings)),
-        Section("Results", [read_head(le, params.head, n)], table=metrics_table,
+        Section("Headline", [read_gain(le, n), setup_text(params, pre, manifest), HEADLINE_NOTE.format(n=n),
+                             read_pairing(findings, unpaired)], table=findings_table(findings)),
+        Section("Results", [read_head(le, params.head, n)], table=metrics_table(params, pre, le),
                 figures=[("metrics.png", "Top-1 on the test split: pretrained vs random-init encoder")]),
         Section("Training curves", [read_curves(history)],
                 figures=[("curves.png", "Per-epoch NT-Xent loss, learning rate and kNN top-1")]),
@@ -160,6 +146,29 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     write_text_atomic(paths.out / "report.md", markdown)
     write_text_atomic(paths.out / "index.html", markdown_to_html(markdown, TITLE, figures))
     return paths.out / "index.html"
+
+
+def metrics_table(params: Params, pre: dict, le: dict) -> pd.DataFrame:
+    """The Results table: linear_eval's metrics and the pretraining run's, each with its split and meaning."""
+    return pd.DataFrame(
+        [(key, le[key], split, meaning) for key, split, meaning in metric_rows(params, le)]
+        + [("loss", round(pre["loss"], 4), "train", "final NT-Xent (mean of the last epoch)"),
+           ("epochs", pre["epochs"], "", "pretraining epochs"),
+           ("images_per_second", pre["images_per_second"], "", "pretraining throughput (images, 2 views each)"),
+           ("wall_seconds", pre["wall_seconds"], "", "pretraining wall time")],
+        columns=["metric", "value", "split", "meaning"], dtype=object)  # object: ints stay ints (no 50.0)
+
+
+def setup_text(params: Params, pre: dict, manifest: dict) -> str:
+    """The headline's sentence on what ran: the data, its splits, and the main run's configuration."""
+    images = images_per_split(manifest)
+    unlabeled = f" + {images['unlabeled']} unlabeled" if "unlabeled" in images else ""
+    return (f"Data: `{manifest['source']}`, {images['train']} train / {images['test']} test images{unlabeled}, "
+            f"{len(manifest['class_names'])} classes, {manifest['image_size'][0]}x{manifest['image_size'][1]}; "
+            f"pretrained on {pre.get('pretrain_images', images['train'])} images (`data.pretrain_on: "
+            f"{params.data.pretrain_on}`). "
+            f"Encoder `{params.model.encoder}`, head `{params.head}`, temperature {params.temperature}, "
+            f"global batch {params.batch_size}, {pre['epochs']} epochs of `{params.pretrain.optimizer}`.")
 
 
 HEADLINE_NOTE = (
@@ -248,13 +257,10 @@ def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[Section]:
         figures=[("finetune.png", "Test top-1 vs the fraction of labelled train images")])]
 
 
-def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: Path, n: int,
-                      grids: dict[str, pd.DataFrame]) -> list[Section]:
-    """The ablation sections; adds each grid's plot data to ``grids``."""
-    ab = params.ablation
-    base = ab.base
-    seeds = len(ab.seeds)
-    sections = [Section("Ablations", [
+def ablations_intro(params: Params) -> str:
+    """What every grid point is and how the readings compare two of them."""
+    ab, base = params.ablation, params.ablation.base
+    return (
         f"Each grid point pretrains on {ab.train_images or 'all'} training images from the base configuration "
         f"(temperature {base.temperature}, batch {base.batch_size}, head `{base.head}`, augment "
         f"{describe_ops(base.augment)}) with one knob changed, then probes the frozen encoder (fixed probe settings: "
@@ -265,7 +271,16 @@ def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: 
         "(Student t over seeds, combined with the binomial error of the test split), and each reading compares two "
         "points by their per-seed differences (the same seed draws the same subset, init and order), with the test "
         "error of the difference paired over the images both were scored on."
-        + (" With one seed the interval is the test error alone; training noise is not in it." if seeds == 1 else "")])]
+        + (" With one seed the interval is the test error alone; training noise is not in it." if len(ab.seeds) == 1
+           else ""))
+
+
+def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: Path, n: int,
+                      grids: dict[str, pd.DataFrame]) -> list[Section]:
+    """The ablation sections; adds each grid's plot data to ``grids``."""
+    ab = params.ablation
+    seeds = len(ab.seeds)
+    sections = [Section("Ablations", [ablations_intro(params)])]
     one_knob = {  # kind -> (title, reading, caption)
         "temperature": ("temperature", read_temperature, "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)"),
         "batch_size": ("batch size", lambda df, n: read_batch_size(df, n, ab.epochs[0]),
