@@ -248,7 +248,9 @@ def stage_variants(raw: dict, prepared: Path, folder: Path, smoke: bool) -> tupl
         result = run_stage({**short, "pretrain": {**short["pretrain"], **options}}, prepared, folder, name.replace(" ", ""))
         speeds[name] = float(result["history"][-1]["images_per_second"])
         rows.append(row(f"pretrain stage, {name}", f"{speeds[name]:.0f} img/s", setup))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from simclr.core.runtime import default_device
+
+    device = default_device()
     plain = minimal_loop_speed({**short, "pretrain": {**short["pretrain"], "channels_last": False}}, prepared, epochs, device)
     rows.append(row("stage loop (fp32) / minimal plain-PyTorch loop (fp32)",
                     f"{speeds['fp32']:.0f} / {plain:.0f} img/s = {speeds['fp32'] / plain:.3f}", setup))
@@ -261,6 +263,7 @@ def short_run(raw: dict, prepared: Path, folder: Path, images_per_second: float,
     from simclr.core.data import load_prepared
     from simclr.core.evaluate import extract_features, knn_top1, linear_probe
     from simclr.core.model import load_encoder
+    from simclr.core.runtime import default_device
 
     train_images = len(load_prepared(prepared).train.x) if not smoke else 512
     epochs = 1 if smoke else max(1, min(200, int(0.8 * seconds * images_per_second / train_images)))
@@ -268,7 +271,7 @@ def short_run(raw: dict, prepared: Path, folder: Path, images_per_second: float,
                                  "mixed_precision": "no" if smoke else "bf16", "channels_last": True,
                                  "knn_every": epochs, "train_images": 0 if not smoke else train_images}}
     result = run_stage(full, prepared, folder, "short_run")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     data = load_prepared(prepared)
     model = load_encoder(result["encoder"], map_location=device).to(device)
     h_train, _ = extract_features(model, data.train.x, device)

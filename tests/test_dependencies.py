@@ -6,6 +6,8 @@ checkpoint fingerprint uses too), must all fall inside its deps, and every dep m
 it runs. Params come from the declarations the code uses (training_param_keys, point_param_keys).
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,7 +168,9 @@ def test_the_stage_modules_do_not_import_each_other_the_wrong_way():
         assert outside == [], path.name
     report = {p.relative_to(ROOT).as_posix() for p in project_imports(ROOT / "src/simclr/report/__init__.py")}
     assert not report & {"src/simclr/pretrain.py", "src/simclr/ablation.py", "src/simclr/linear_eval.py"}
-    assert Path(ROOT / "src/simclr/report/readings.py").read_text().count("matplotlib") == 0
+    for pure in ("statistics", "tables", "readings"):  # numbers and sentences: no figure
+        assert "matplotlib" not in (ROOT / f"src/simclr/report/{pure}.py").read_text(), pure
+    assert "import pandas" not in (ROOT / "src/simclr/report/statistics.py").read_text()  # numbers only
 
 
 @pytest.mark.parametrize("module", ["ablation", "finetune", "linear_eval"])
@@ -177,3 +181,11 @@ def test_linear_eval_keys_are_read_only_through_the_declared_view(module):
     tree = ast.parse((ROOT / f"src/simclr/{module}.py").read_text())
     direct = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "linear_eval"]
     assert not direct, f"src/simclr/{module}.py reads .linear_eval directly at lines {direct}; use its SectionReads"
+
+
+def test_check_params_loads_neither_torch_nor_pandas():
+    """The stage that guards `dvc repro` starts fast: nothing it imports pulls in torch or pandas."""
+    probe = ("import sys; sys.path.insert(0, 'stages'); import check_params; "
+             "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

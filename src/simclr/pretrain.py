@@ -280,9 +280,6 @@ def current_fingerprint(params: Params, prepared: Path) -> str | None:
     return run_fingerprint(describe_run(params, prepared, params.pretrain.num_processes, default_device()))
 
 
-
-
-
 # --------------------------------------------------------------------------------------------
 # end of an epoch, end of the run
 # --------------------------------------------------------------------------------------------

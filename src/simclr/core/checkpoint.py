@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from simclr.core.atomic import torch_load_weights, torch_save_atomic, write_text_atomic
 from simclr.core.config import Params
@@ -272,7 +271,7 @@ def open_checkpoints(accelerator, params: Params, description: dict) -> Checkpoi
     return run
 
 
-def resume(run: CheckpointRun | None, net: nn.Module, log) -> TrainingState:
+def resume(run: CheckpointRun | None, net: torch.nn.Module, log) -> TrainingState:
     if run is None or run.blob is None:
         return TrainingState()
     net.load_state_dict(run.blob["model"])

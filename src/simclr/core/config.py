@@ -6,8 +6,8 @@ A wrong key or value raises :class:`ParamsError` with one line, derived from the
 
     params.yaml: KEY = VALUE is not allowed; expected WHAT THE FIELD ALLOWS
 
-``augment`` (a preset name or a mapping of ops) is resolved here into its ops with every option
-filled in, so what trains, what is fingerprinted and what the report shows is the resolved policy.
+``augment`` (a preset name or a mapping of ops) is resolved into its ops with every option filled
+in (:mod:`simclr.core.augment_config` declares the ops), so what trains, what is fingerprinted and what the report shows is the resolved policy.
 This module does not import torch: the ``check_params`` stage that guards ``dvc repro`` starts fast.
 """
 

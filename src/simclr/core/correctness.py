@@ -6,7 +6,7 @@ the two binomial errors as if the images had been drawn twice. Every probe, fine
 and ablation point therefore keeps its per-image correctness on the test split, in the split's
 order, as text a JSON file holds: ``"<count>:<base64 of the bits, packed 8 to a byte>"``
 (10,000 images take 1,673 characters). The report reads it back (:func:`unpack`) and
-:func:`simclr.report.readings.paired_gap` uses it.
+:func:`simclr.report.statistics.paired_gap` uses it.
 
 A file's correctness lives under the key ``correct``, one entry per metric it scores:
 ``{"top1_h": 61.2, ..., "correct": {"top1_h": "10000:...", ...}}``.
