@@ -1,6 +1,6 @@
 # `make repro`: venv + install + `dvc repro`.  `make test`: venv + install + the test suite.
 # Every package is installed at the version in constraints.txt (the set the suite passed with);
-# `make lock` refreshes that file from the newest releases (README.md#installs).
+# `make lock` refreshes that file from the newest releases (docs/development.md#installs).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin

@@ -101,7 +101,7 @@ def test_dvc_parse_errors_when_params_yaml_lacks_what_dvc_yaml_interpolates(repo
     out = run(["dvc", "repro"], repo, env, check=False)
     assert out.returncode != 0
     assert ("failed to parse 'stages.finetune.matrix' in 'dvc.yaml': "
-            "Could not find 'finetune.label_fractions'") in out.stderr  # the line README.md#errors explains
+            "Could not find 'finetune.label_fractions'") in out.stderr  # the line docs/errors.md#errors explains
 
 
 def exp_file(repo, env, name: str, path: str) -> str:

@@ -1,6 +1,6 @@
 """``simclr export``: encoder f as safetensors that torch + torchvision load without this package.
 
-The README snippets below are run verbatim in a child process where ``simclr`` (and the pipeline's
+The docs snippets below (docs/encoder.md) are run verbatim in a child process where ``simclr`` (and the pipeline's
 other dependencies) cannot be imported; their features must equal the pipeline's own."""
 
 import hashlib
@@ -22,13 +22,13 @@ from simclr.core.model import ModelConfig, SimCLRModel, load_encoder, save_encod
 SIMCLR = str(BIN / "simclr")
 
 
-# The README's two snippets, run as they are: each reads models/encoder.safetensors and the
+# The docs snippets, run as they are: each reads models/encoder.safetensors and the
 # prepared test images data/prepared/test_x.npy (uint8 NHWC RGB) of the folder it runs in.
 def readme_snippet(name: str) -> str:
-    """The ```python block after `<!-- snippet: NAME -->` in README.md, as users copy it."""
-    text = (ROOT / "README.md").read_text()
+    """The ```python block after `<!-- snippet: NAME -->` in docs/encoder.md, as users copy it."""
+    text = (ROOT / "docs/encoder.md").read_text()
     match = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)
-    assert match, f"README.md has no snippet {name}"
+    assert match, f"docs/encoder.md has no snippet {name}"
     return match.group(1)
 
 

@@ -1,5 +1,5 @@
 """Two nodes on one machine: two launcher processes with a static rendezvous on 127.0.0.1, one
-process each (gloo), launched exactly as README.md's multi-node commands are.
+process each (gloo), launched exactly as docs/scaling.md's multi-node commands are.
 
 Each "node" is pinned to its own core (`taskset`), so each process trains on one thread, as each
 of the two processes of the one-node reference (`pretrain.num_processes: 2`) does: on a CPU the
@@ -29,13 +29,13 @@ def free_port() -> int:
 
 
 def torchrun_node(rank: int, port: int) -> list[str]:
-    """README.md's two-node torchrun command, for node `rank`."""
+    """docs/scaling.md's two-node torchrun command, for node `rank`."""
     return ["torchrun", "--nnodes", "2", "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port",
             str(port), "--nproc-per-node", "1", "stages/pretrain.py", *ARGS]
 
 
 def accelerate_node(rank: int, port: int) -> list[str]:
-    """README.md's two-node `accelerate launch` command (one process per node here), for node `rank`."""
+    """docs/scaling.md's two-node `accelerate launch` command (one process per node here), for node `rank`."""
     return ["accelerate", "launch", "--multi_gpu", "--num_machines", "2", "--num_processes", "2", "--machine_rank",
             str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "stages/pretrain.py", *ARGS]
 
@@ -151,18 +151,18 @@ def test_the_slurm_script_trains_what_one_node_with_two_processes_trains(tmp_pat
     assert history(repo) == history(one_node)
 
 
-def test_the_slurm_script_and_readme_pass_the_stage_its_dvc_yaml_paths():
+def test_the_slurm_script_and_the_docs_pass_the_stage_its_dvc_yaml_paths():
     expected = f'ARGS="{" ".join(ARGS)}"'
     assert f"export {expected}" in SBATCH_SCRIPT.read_text().splitlines()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs/scaling.md").read_text()
     assert expected in readme.splitlines()
     assert f"sbatch --nodes 2 --gpus-per-node 8 --cpus-per-task 32 {SBATCH_SCRIPT.relative_to(ROOT)}" in readme
 
 
 @pytest.mark.parametrize("launch", [torchrun_node, accelerate_node], ids=["torchrun", "accelerate"])
-def test_readme_shows_the_commands_these_tests_run(launch):
-    """README.md's commands are the tested ones with real nodes' values: node0, port 29500, 8 GPUs each."""
-    readme = " ".join((ROOT / "README.md").read_text().replace("\\\n", " ").split())
+def test_the_docs_show_the_commands_these_tests_run(launch):
+    """docs/scaling.md's commands are the tested ones with real nodes' values: node0, port 29500, 8 GPUs each."""
+    readme = " ".join((ROOT / "docs/scaling.md").read_text().replace("\\\n", " ").split())
     words = [{"127.0.0.1": "node0"}.get(w, w) for w in launch(0, 29500)]
     cmd = " ".join(words).replace(" ".join(ARGS), "$ARGS")
     cmd = cmd.replace("--nproc-per-node 1", "--nproc-per-node 8").replace("--num_processes 2", "--num_processes 16")

@@ -170,7 +170,7 @@ def fanout(
 ):
     """Run the independent stages of the pipeline (every ablation point, finetune fraction and
     linear_eval) or the experiments of a sweep side by side, as jobs on SLURM or on this machine;
-    every result comes back through DVC's run-cache (docs: README.md#beyond-one-machine)."""
+    every result comes back through DVC's run-cache (docs: docs/scaling.md#beyond-one-machine)."""
     from simclr.fanout.executors import Local, Slurm
     from simclr.fanout.run import fanout as run_fanout
 

@@ -13,7 +13,7 @@ the CPU and contiguous, BatchNorm running statistics and ``num_batches_tracked``
   average pool of its output.
 * ``small_resnet``: ``features.0.*`` / ``features.1.*`` the stride-2 stem (Conv2d 3x3, BatchNorm2d),
   then ``features.3`` .. ``features.5`` three basic blocks (``body.{0,1,3,4}.*``: conv, BN, ReLU, conv,
-  BN; ``shortcut.{0,1}.*``: 1x1 conv and BN), widths 2w, 4w, 8w, each stride 2 (README.md's
+  BN; ``shortcut.{0,1}.*``: 1x1 conv and BN), widths 2w, 4w, 8w, each stride 2 (docs/encoder.md's
   ``export-small-resnet`` snippet rebuilds it in plain torch).
 
 Metadata (safetensors' str -> str header; ``safe_open(path, "pt").metadata()``): ``format``

@@ -1,0 +1,62 @@
+"""The README and docs/: links that resolve, and the pipeline picture kept true to dvc.yaml."""
+
+import re
+from pathlib import Path
+
+import yaml
+from support import ROOT
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    heads = re.findall(r"^#{1,6} (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_relative_link_reaches_a_file_and_its_heading():
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # code blocks hold no links
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists() or (anchor and anchor not in anchors(dest)):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []
+
+
+def test_the_readme_is_short_and_names_no_issue():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert not re.search(r"\bissue \d+", text)
+
+
+def stage_edges() -> set[tuple[str, str]]:
+    """dvc.yaml's DAG: a -> b when b depends on an output of a (or on a folder holding one); a matrix
+    stage (finetune@..., ablate_<grid>@...) under its family's name, as the picture draws it."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+    def family(name: str) -> str:
+        return "ablate" if name.startswith("ablate_") else name
+
+    def paths(entries) -> list[str]:
+        return [next(iter(e)) if isinstance(e, dict) else e for e in entries or []]
+
+    outs = {name: paths(s.get("outs")) + paths(s.get("metrics")) + paths(s.get("plots")) for name, s in stages.items()}
+    edges = set()
+    for b, spec in stages.items():
+        for dep in paths(spec.get("deps")):
+            for a, produced in outs.items():
+                if any(out == dep or out.startswith(dep.rstrip("/") + "/") for out in produced):
+                    edges.add((family(a), family(b)))
+    return edges
+
+
+def test_the_readme_pipeline_picture_is_dvc_yaml_dag():
+    block = re.search(r"```mermaid\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    drawn = set(re.findall(r"^\s*(\w+) --> (\w+)\s*$", block, re.M))
+    assert drawn == stage_edges()
