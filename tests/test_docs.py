@@ -60,3 +60,19 @@ def test_the_readme_pipeline_picture_is_dvc_yaml_dag():
     block = re.search(r"```mermaid\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     drawn = set(re.findall(r"^\s*(\w+) --> (\w+)\s*$", block, re.M))
     assert drawn == stage_edges()
+
+
+def test_the_params_reference_is_what_the_declaration_generates():
+    """docs/params.md's table is `simclr params-reference`'s output: regenerate it with `--write`."""
+    from simclr.core.config import REFERENCE_END, REFERENCE_START, params_reference
+
+    page = (ROOT / "docs/params.md").read_text()
+    committed = REFERENCE_START + page.split(REFERENCE_START, 1)[1].split(REFERENCE_END, 1)[0] + REFERENCE_END
+    assert committed == params_reference()
+
+
+def test_every_key_of_params_yaml_is_documented_where_it_is_declared():
+    from simclr.core.config import dotted, reference_rows
+
+    documented = {key for key, _, _ in reference_rows()}
+    assert set(dotted(yaml.safe_load((ROOT / "params.yaml").read_text()))) - documented == set()

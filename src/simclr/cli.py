@@ -15,6 +15,7 @@ import typer
 import yaml
 
 from simclr import __version__
+from simclr.core.atomic import write_text_atomic
 from simclr.core.config import load_params
 from simclr.core.entry import PARAMS, user_errors
 from simclr.core.errors import SimCLRError
@@ -128,6 +129,27 @@ def export(
 
     meta = export_encoder(encoder, out)
     print(f"wrote {out}: encoder f of {encoder} ({meta['encoder']}, {meta['feature_dim']}-d features h)")
+
+
+@app.command("params-reference")
+@user_errors
+def params_reference(
+    write: bool = typer.Option(False, "--write", help="replace the table in docs/params.md instead of printing it"),
+    page: Path = typer.Option(Path("docs/params.md"), help="the page that holds the table"),
+):
+    """The params reference (every key, what it allows, what it means), generated from its declaration."""
+    from simclr.core.config import REFERENCE_END, REFERENCE_START
+    from simclr.core.config import params_reference as table
+
+    if not write:
+        print(table())
+        return
+    text = page.read_text() if page.is_file() else ""
+    if REFERENCE_START not in text or REFERENCE_END not in text:
+        raise SimCLRError(f"{page} has no generated params table (its two marker lines); add them where it goes")
+    head, rest = text.split(REFERENCE_START, 1)
+    write_text_atomic(page, head + table() + rest.split(REFERENCE_END, 1)[1])
+    print(f"wrote the params reference into {page}")
 
 
 def detected_gpus() -> list[str]:

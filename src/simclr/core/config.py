@@ -13,6 +13,7 @@ This module does not import torch: the ``check_params`` stage that guards ``dvc 
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -61,10 +62,20 @@ LABELLED_ONLY_SOURCES = ("cifar10-sample", "cifar10", "cifar100")
 
 class DataParams(Section):
     source: Literal["cifar10-sample", "cifar10", "cifar100", "stl10", "imagefolder", "npz"]
+    """where images come from ([Real data](data.md#real-data))"""
     root: Text  # imagefolder folder, npz file, or where torchvision keeps its copy
+    """the imagefolder folder, the .npz file, or where torchvision's CIFAR / STL-10 copy is / goes"""
     download: Bool
+    """may torchvision download CIFAR / STL-10 into `data.root` (an existing copy is used as is)"""
     image_size: Annotated[Int, at.Ge(8), at.Le(1024)]
+    """images are resized (shorter side, bicubic) and centre-cropped to this; 32-96 px is what the pipeline is
+    tested and measured at
+    """
     pretrain_on: Literal["train", "unlabeled", "train+unlabeled"]  # probes and kNN always use train/test
+    """the images pretraining (and the ablation points) draw from. `unlabeled` needs a source that has them (stl10,
+    imagefolder's `unlabeled/`, npz's `x_unlabeled`); the CIFAR sources allow only `train`. Probes, kNN and
+    fine-tuning always use the labelled train/test splits
+    """
 
     @model_validator(mode="after")
     def _source_has_unlabeled(self):
@@ -77,36 +88,81 @@ class DataParams(Section):
 
 class ModelParams(Section):
     encoder: Literal["small_cnn", "small_resnet", "resnet18", "resnet34", "resnet50"]
+    """encoder f; h is its pooled output (`small_resnet`: a stride-2 stem and three ResNet basic blocks, most of
+    its FLOPs at low resolution; `simclr.core.encoders`)
+    """
     width: Annotated[Int, at.Ge(1), at.Le(4096)]
+    """`small_cnn` and `small_resnet` widths w, 2w, 4w, 8w (h is 8w-d)"""
     cifar_stem: Bool
+    """ResNets: 3x3 stride-1 first conv and no max-pool, for images up to about 64 px; above that the ImageNet stem
+    (`false`: 7x7 stride 2 + max-pool) brings 96 px down to 24 px before layer1, about CIFAR's cost, where the
+    CIFAR stem would keep 9x the activations
+    """
     head_hidden_dim: Annotated[Int, at.Ge(1), at.Le(65536)]
+    """MLP head hidden width"""
     head_out_dim: Annotated[Int, at.Ge(1), at.Le(65536)]
+    """z dimension (linear and mlp heads)"""
     head_layers: Annotated[Int, at.Ge(2), at.Le(16)]
+    """MLP head linear layers"""
 
 
 class PretrainParams(Section):
     epochs: Annotated[Int, at.Ge(1)]
+    """pretraining epochs"""
     optimizer: Literal["lars", "sgd", "adam"]
+    """LARS excludes biases and BN parameters from weight decay and trust-ratio adaptation"""
     lr: Positive
+    """base lr, scaled by `lr_scaling`"""
     lr_scaling: Literal["linear", "sqrt", "none"]
+    """peak lr = lr x batch/256, lr x sqrt(batch), or lr"""
     momentum: Prob
+    """LARS / SGD momentum"""
     weight_decay: Annotated[Float, at.Ge(0.0)]
+    """weights only (not biases / BN)"""
     trust_coefficient: Positive
+    """LARS η"""
     warmup_epochs: Annotated[Int, at.Ge(0)]
+    """linear warmup, then cosine decay to 0, per step"""
     train_images: Annotated[Int, at.Ge(0)]  # a fixed seeded subset of this many images; 0: all
+    """train on a fixed seeded subset of this many of the images `data.pretrain_on` names (0: all of them); the kNN
+    monitor uses the labelled train split
+    """
     augment_views: Literal["both", "one"]  # one: ops on one view, the other is the image (Figure 5)
+    """`both`: each view drawn with `augment`; `one`: the first view is the image itself and only the second is
+    augmented (the paper's asymmetric setting of Figure 5, which the augmentation grid uses)
+    """
     num_processes: Annotated[Int, at.Ge(1), at.Le(4096)]
+    """processes (one per GPU); the stage starts them itself with torchrun, see [Many GPUs](scaling.md#many-gpus)"""
     # YAML 1.1 reads an unquoted `no` (as `dvc exp run -S` writes it) as false: same meaning.
     mixed_precision: Annotated[Literal["no", "bf16", "fp16"], BeforeValidator(lambda v: "no" if v is False else v)]
+    """autocast for the encoder; the loss is always fp32"""
     channels_last: Bool
+    """NHWC memory format for the encoder (1.25x faster on the 2-core CPU)"""
     compile: Bool
+    """`torch.compile` (inductor) through Accelerate's dynamo backend"""
     knn_every: Annotated[Int, at.Ge(0)]
+    """kNN monitor every n epochs (and the last); 0 = never"""
     log_every_steps: Annotated[Int, at.Ge(1)]  # the host reads the loss and the finite-check every n steps
+    """the host reads the loss and the finite-check back from the device every n steps and at each epoch's end, and
+    nowhere else; a non-finite step is never applied and stops the run at the next read (see [A loop that does
+    not wait](scaling.md#many-gpus))
+    """
     knn_k: Annotated[Int, at.Ge(1)]
+    """neighbours of the weighted kNN monitor"""
     knn_temperature: Positive
+    """temperature T of the weighted kNN monitor (votes weighted by exp(sim/T))"""
     dist_timeout_seconds: Annotated[Int, at.Ge(10)]
+    """process-group timeout: a hung or dead rank fails the run after this long"""
     checkpoint_dir: Annotated[str, Strict()]  # "": keep no checkpoints (the short ablation points)
+    """the checkpoint store of unfinished runs; a relative path is taken from the DVC project (for queued and
+    temporary experiments: the project they were started from). See [Checkpoints and
+    resume](experiments.md#checkpoints-and-resume); `""` keeps none (what the ablation points use); `~` and
+    `$VARS` are expanded
+    """
     log_with: Literal["none", "dvclive", "tensorboard", "wandb"]  # a live view (simclr.core.tracking)
+    """a live view of the run through Accelerate's trackers (its package must be installed); changes nothing
+    trained. See [Watching a run](experiments.md#watching-a-run)
+    """
 
     @model_validator(mode="after")
     def _warmup_within_training(self):
@@ -132,20 +188,37 @@ class ProbeSearch(Section):
     """The linear probe settings the linear_eval stage tries, every combination, on the validation split."""
 
     epochs: Axis(Epochs)
+    """probe epochs the linear_eval stage tries; with `.lr` and `.weight_decay`, every combination is trained on
+    the train split minus validation and scored on validation, and the best (the first listed on a tie) is
+    scored on the test split once
+    """
     lr: Axis(Positive)
+    """probe learning rates the linear_eval stage tries (every combination with `.epochs` and `.weight_decay`)"""
     weight_decay: Axis(WeightDecay)
+    """probe weight decays the linear_eval stage tries (every combination with `.epochs` and `.lr`)"""
 
 
 class LinearEvalParams(Section):
     # The fixed probe, where no choice is made: the ablation points (lr, batch, weight decay) and
     # finetune's linear baseline. The linear_eval stage chooses from `search` on the validation split.
     epochs: Epochs
+    """epochs of the **fixed** linear probe (Adam, cosine lr, standardised features) where no choice is made:
+    finetune's linear baseline (the ablation points take `ablation.linear_eval_epochs`)
+    """
     lr: Positive
+    """lr of the fixed linear probe: finetune's linear baseline and the ablation points"""
     batch_size: Annotated[Int, at.Ge(1)]
+    """probe batch, everywhere"""
     weight_decay: WeightDecay
+    """weight decay of the fixed linear probe: finetune's linear baseline and the ablation points"""
     knn_k: Annotated[Int, at.Ge(1)]
+    """neighbours of the weighted kNN (cosine, votes weighted by exp(sim/T))"""
     knn_temperature: Positive
+    """T of the weighted kNN"""
     val_fraction: Annotated[Float, at.Gt(0.0), at.Le(0.5)]  # of each class of the labelled train split
+    """of each class of the labelled train split, held out (seeded by `seed`, class-balanced, at least one image
+    per class left to train on) as the validation split the linear_eval stage chooses its probe on
+    """
     search: ProbeSearch
 
 
@@ -154,40 +227,72 @@ class FinetuneParams(Section):
     whole network fine-tuned vs the same network from scratch vs a linear probe, on the same labels."""
 
     label_fractions: Grid(Fraction)  # one DVC stage each: finetune@<fraction>
+    """one `finetune@<fraction>` stage each; `[]` turns fine-tuning off"""
     steps: Annotated[Int, at.Ge(1)]  # optimizer steps per run, the same at every fraction
+    """optimizer steps per run (fine-tuned and from scratch alike), the same at every fraction"""
     batch_size: Annotated[Int, at.Ge(1)]
+    """images per step (at most the labelled subset)"""
     lr: Positive
+    """peak lr = lr x batch/256 (the paper's 0.05 x batch/256), cosine decay to 0, no warmup"""
     momentum: Prob
+    """SGD with Nesterov momentum (the paper's fine-tuning optimiser)"""
     weight_decay: Annotated[Float, at.Ge(0.0)]
+    """0 as in the paper (no regularisation)"""
 
 
 class ReportParams(Section):
     view_pairs: Annotated[Int, at.Ge(1), at.Le(64)]
+    """columns in the augmented-views figure"""
     experiments: Bool
+    """add a section tabulating `dvc exp show` (what `simclr experiments` prints); off by default because it reads
+    git/DVC state that is not a stage dependency
+    """
 
 
 class AblationBase(Section):
     """The configuration every ablation grid varies one knob of."""
 
     temperature: Temperature
+    """the grids' base τ"""
     batch_size: BatchSize
+    """the grids' base global batch"""
     head: Head
+    """the grids' base projection head"""
     augment: Augment
+    """the grids' base augmentation policy (a preset or a mapping of ops, as `augment`)"""
 
 
 class AblationParams(Section):
     # The budget axis: the head and temperature grids run at every budget, the batch-size and
     # augmentation grids at the first one. Every point runs once per seed (paired across points).
     epochs: Axis(Epochs)
+    """the pretraining budgets: the head and temperature grids run at every one (when a finding appears), the
+    batch-size and augmentation grids at the first
+    """
     seeds: Axis(Seed)
+    """every point runs once per seed; the report shows the mean and a 95% interval, and compares points by their
+    per-seed differences
+    """
     warmup_epochs: Annotated[Int, at.Ge(0)]
+    """warmup of every grid point"""
     train_images: Annotated[Int, at.Ge(0)]
+    """train each point on a fixed seeded subset of this many of the images `data.pretrain_on` names (0: all); the
+    probes always use the whole labelled train split
+    """
     linear_eval_epochs: Annotated[Int, at.Ge(1)]
+    """probe epochs per point (other probe settings from `linear_eval`)"""
     base: AblationBase
+    """the configuration every grid varies one knob of (kept apart from the top-level knobs so a `-S temperature=…`
+    experiment does not rerun the grids)
+    """
     temperatures: Grid(Temperature)
+    """τ grid"""
     heads: Grid(Head)
+    """head grid"""
     batch_sizes: Grid(BatchSize)
+    """global batch grid (fixed epochs; lr scaled by `pretrain.lr_scaling`)"""
     augment_pairs: Grid(AugmentPair)
+    """augmentation grid (Figure 5), applied to one branch"""
 
     @model_validator(mode="after")
     def _budget_fits(self):
@@ -205,10 +310,17 @@ class Params(Section):
     """The whole params.yaml. The knobs experiments sweep are top level; the rest is per stage."""
 
     temperature: Temperature
+    """NT-Xent τ"""
     batch_size: BatchSize  # the GLOBAL batch, split across pretrain.num_processes
+    """the **global** batch (N images, 2N views); a multiple of `pretrain.num_processes`"""
     head: Head
+    """projection head g: identity, one linear layer, or (Linear-BN-ReLU) x (layers-1) + Linear"""
     augment: Augment
+    """the augmentation policy, below"""
     seed: Seed
+    """model init, data order, augmentation draws, probes, the validation split, finetune's labelled subsets (not
+    the ablation points: `ablation.seeds`)
+    """
     data: DataParams
     model: ModelParams
     pretrain: PretrainParams
@@ -302,6 +414,40 @@ def training_param_keys() -> list[str]:
     """The params.yaml keys that determine the pretrained weights: the pretrain stage's params."""
     top = ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size", "data.pretrain_on"]
     return top + [f"pretrain.{k}" for k in PretrainParams.model_fields if k not in PRETRAIN_RUNTIME_KEYS]
+
+
+# --------------------------------------------------------------------------------------------
+# the reference: every key with what it allows and its docstring (docs/params.md holds it)
+# --------------------------------------------------------------------------------------------
+REFERENCE_START = "<!-- params reference: generated from src/simclr/core/config.py by `simclr params-reference --write` -->"
+REFERENCE_END = "<!-- end of the generated params reference -->"
+
+
+def reference_rows(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, what it allows, its description) for every documented field, in declaration order;
+    a mapping's own row (when it has a docstring) comes before its keys'."""
+    from simclr.core.validation import unwrap, expected
+
+    rows = []
+    for name, field in (model or Params).model_fields.items():
+        key = prefix + name
+        if field.description:
+            allowed = expected(field.annotation, list(field.metadata))
+            base, _ = unwrap(field.annotation)
+            if typing.get_origin(base) is tuple:  # a grid or a list: what each of its values may be
+                allowed += ", each " + expected(typing.get_args(base)[0])
+            rows.append((key, allowed, " ".join(field.description.split())))
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        if sub is not None:
+            rows += reference_rows(sub, key + ".")
+    return rows
+
+
+def params_reference() -> str:
+    """The params table of docs/params.md, between its markers."""
+    lines = [REFERENCE_START, "", "| key | allowed | meaning |", "|---|---|---|"]
+    lines += [f"| `{key}` | {allowed.replace('|', '/')} | {text} |" for key, allowed, text in reference_rows()]
+    return "\n".join([*lines, "", REFERENCE_END])
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ Positive = Annotated[Float, at.Gt(0.0)]
 Fraction = Annotated[Float, at.Gt(0.0), at.Le(1.0)]
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a field's docstring (the string right below it) is its description: the params reference's text
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _distinct(values: tuple) -> tuple:
@@ -93,7 +94,8 @@ def Axis(item):  # a type, read like one
     return Annotated[tuple[item, ...], at.MinLen(1), AfterValidator(_distinct)]
 
 
-def _unwrap(tp: Any) -> tuple[Any, list]:
+def unwrap(tp: Any) -> tuple[Any, list]:
+    """An Annotated type's base type and its metadata, outermost last."""
     meta: list = []
     while typing.get_origin(tp) is Annotated:
         tp, *more = typing.get_args(tp)
@@ -103,7 +105,7 @@ def _unwrap(tp: Any) -> tuple[Any, list]:
 
 def expected(tp: Any, meta: list = ()) -> str:
     """What a declared type allows, in words (the `expected ...` of an error)."""
-    tp, inner = _unwrap(tp)
+    tp, inner = unwrap(tp)
     meta = [*inner, *meta]
     for m in meta:
         if isinstance(m, Interval):
@@ -147,7 +149,7 @@ def describe_error(model: type[BaseModel], error: dict, prefix: str = "") -> tup
     parent_name, parent = prefix, model  # the mapping the key sits in (for an unknown key)
     key = prefix
     for part in loc:
-        base, _ = _unwrap(tp)
+        base, _ = unwrap(tp)
         if isinstance(part, int) and typing.get_origin(base) is tuple:
             key += f"[{part}]"
             tp, meta = typing.get_args(base)[0], []
