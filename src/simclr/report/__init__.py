@@ -67,7 +67,7 @@ from simclr.report.tables import (
     shown_table,
     with_base,
 )
-from simclr.report.render import FIGURES, Section, markdown_to_html, render_markdown
+from simclr.report.render import FIGURES, ReportSection, markdown_to_html, render_markdown
 
 TITLE = "SimCLR run report"
 
@@ -117,15 +117,15 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
     ablations = ablation_sections(params, tables, figures, n, grids)
     finetune = [] if ft is None else finetune_sections(ft, figures, n)
     sections = [
-        Section("Headline", [read_gain(le, n), setup_text(params, pre, manifest), HEADLINE_NOTE.format(n=n),
+        ReportSection("Headline", [read_gain(le, n), setup_text(params, pre, manifest), HEADLINE_NOTE.format(n=n),
                              read_pairing(findings, unpaired)], table=findings_table(findings)),
-        Section("Results", [read_head(le, params.head, n)], table=metrics_table(params, pre, le),
+        ReportSection("Results", [read_head(le, params.head, n)], table=metrics_table(params, pre, le),
                 figures=[("metrics.png", "Top-1 on the test split: pretrained vs random-init encoder")]),
-        Section("Training curves", [read_curves(history)],
+        ReportSection("Training curves", [read_curves(history)],
                 figures=[("curves.png", "Per-epoch NT-Xent loss, learning rate and kNN top-1")]),
-        Section("Confusion matrix", [read_confusion(conf)],
+        ReportSection("Confusion matrix", [read_confusion(conf)],
                 figures=[("confusion.png", "Linear probe on h: row-normalised confusion matrix (%)")]),
-        Section("Augmented views", [
+        ReportSection("Augmented views", [
             f"Each column: a test image and two views drawn by the `augment` policy ({describe_ops(params.augment)}); "
             "the pair is the positive pair the loss pulls together."],
             figures=[("view_pairs.png", "Pairs of augmented views")]),
@@ -136,10 +136,10 @@ def build_report(params: Params, paths: ReportPaths) -> Path:
         from simclr.report.experiments import dvc_exp_show, experiments_table, metric_keys
 
         metrics = metric_keys(Path("."), (paths.linear_eval.as_posix(), paths.pretrain_metrics.as_posix()))
-        sections.append(Section("Experiments in this workspace", [
+        sections.append(ReportSection("Experiments in this workspace", [
             "From `dvc exp show`: one row per experiment, the params that differ between them, then the metrics "
             "(`simclr experiments` prints the same table)."], table=experiments_table(dvc_exp_show(), metrics)))
-    sections.append(Section("Params", ["Every value of params.yaml this report was built from."], folded=True,
+    sections.append(ReportSection("Params", ["Every value of params.yaml this report was built from."], folded=True,
                             table=pd.DataFrame(sorted(_flatten(params.to_dict()).items()), columns=["param", "value"])))
     write_grids(grids, paths.out / GRIDS_FOLDER)
     markdown = render_markdown(TITLE, sections)
@@ -247,9 +247,9 @@ def grid_findings(params: Params, tables: dict[str, pd.DataFrame], n: int) -> li
     return found
 
 
-def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[Section]:
+def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[ReportSection]:
     plot_finetune(df, figures / "finetune.png")
-    return [Section("Few labels: fine-tuned vs from scratch vs linear", [
+    return [ReportSection("Few labels: fine-tuned vs from scratch vs linear", [
         "The paper's semi-supervised evaluation (Table 7), scaled down (`params.yaml: finetune`): at each fraction "
         "a class-balanced subset of the labelled train split; the pretrained network fine-tuned whole, the same "
         "network trained from scratch with the same recipe and steps, and the linear probe on the frozen h, each "
@@ -276,11 +276,11 @@ def ablations_intro(params: Params) -> str:
 
 
 def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: Path, n: int,
-                      grids: dict[str, pd.DataFrame]) -> list[Section]:
+                      grids: dict[str, pd.DataFrame]) -> list[ReportSection]:
     """The ablation sections; adds each grid's plot data to ``grids``."""
     ab = params.ablation
     seeds = len(ab.seeds)
-    sections = [Section("Ablations", [ablations_intro(params)])]
+    sections = [ReportSection("Ablations", [ablations_intro(params)])]
     one_knob = {  # kind -> (title, reading, caption)
         "temperature": ("temperature", read_temperature, "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)"),
         "batch_size": ("batch size", lambda df, n: read_batch_size(df, n, ab.epochs[0]),
@@ -293,7 +293,7 @@ def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: 
             grids[kind] = pd.DataFrame([(str(v), table.loc[augment_cell(v)]) for v in ab.augment_pairs],
                                        columns=["point", "top1"])
             plot_augment(table, figures / name)
-            sections.append(Section("Ablation: augmentation pairs", [
+            sections.append(ReportSection("Ablation: augmentation pairs", [
                 "Ops on one branch only, the other view is the image (the paper's asymmetric setting); each cell is the "
                 f"mean over {seeds} seed{'s' if seeds > 1 else ''} ± its 95% interval. " + read_augment(table, n)],
                 table=augment_shown(table, n),
@@ -309,18 +309,18 @@ def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: 
         shown = shown_table(df, kind, columns, n)
         if kind == "head":
             plot_heads(df, n, figures / name)
-            sections.append(Section("Ablation: projection head", readings, table=shown,
+            sections.append(ReportSection("Ablation: projection head", readings, table=shown,
                                     figures=[(name, "Linear top-1 on h and on z = g(h) for each head and budget "
                                                     "(95% intervals)")]))
         else:
             title, _, caption = one_knob[kind]
             plot_one_knob(df, kind, n, figures / name, log_x=True)
-            sections.append(Section(f"Ablation: {title}", readings, table=shown, figures=[(name, caption)]))
+            sections.append(ReportSection(f"Ablation: {title}", readings, table=shown, figures=[(name, caption)]))
     if len(ab.epochs) > 1 and ("temperature" in tables or "head" in tables):
         heads = tables.get("head")
         plot_budgets(tables.get("temperature"), None if heads is None else budget_gaps(heads, n), n,
                      figures / "ablation_budgets.png")
-        sections.append(Section("When the findings appear: training length", [
+        sections.append(ReportSection("When the findings appear: training length", [
             "The head and temperature grids at each pretraining budget: does a finding that a short budget cannot "
             "show appear with more training? " + read_budgets(tables.get("temperature"), heads, n)],
             figures=[("ablation_budgets.png", "Left: linear top-1 on h per temperature vs budget. Right: h − g(h) "

@@ -18,7 +18,7 @@ FIGURES = "figures"  # beside report.md
 
 
 @dataclass
-class Section:
+class ReportSection:
     title: str
     paragraphs: list[str] = field(default_factory=list)
     table: pd.DataFrame | None = None
@@ -38,7 +38,7 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
-def render_markdown(title: str, sections: list[Section]) -> str:
+def render_markdown(title: str, sections: list[ReportSection]) -> str:
     lines = [f"# {title}", ""]
     for s in sections:
         if s.folded:  # the title goes in <summary>; the markers are found again by markdown_to_html
