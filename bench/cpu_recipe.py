@@ -1,6 +1,7 @@
 """Rank CPU recipes for full CIFAR-10 by validation top-1 at the same pretraining wall time.
 
     python bench/cpu_recipe.py --prepared /path/prepared [--minutes 10] [--only NAME ...] [--write]
+    python bench/cpu_recipe.py --prepared /path/prepared --confirm presets/cifar10-cpu.yaml [--write]
 
 Each variant is a set of knob changes to presets/cifar10-cpu.yaml. Its epochs are set so that its
 pretraining fills ``--minutes`` on this machine: first every variant's images per second is
@@ -11,6 +12,9 @@ pretrained by the pipeline's code (`simclr.pretrain.pretrain`, no kNN monitor, n
 probed by the linear_eval stage's code with a narrowed search (50 probe epochs, lr 0.001 or 0.01,
 no weight decay: the ranking needs the order, not the last point). Read the order on validation
 top-1 (the 2 SE column is its binomial noise); the test column is for after the choice.
+
+``--confirm PRESET`` runs one preset as it is (its epochs, its linear_eval with the full validation
+search) on the prepared data and times both stages: the row that says what a preset gives and costs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +87,34 @@ def run_variant(changes: dict, prepared: Path, epochs: int) -> dict:
 
 
 RESULT = "cpu_recipe result: "
+CONFIRM_SECTION = "The CPU hour: a preset run as it is"
+CONFIRM_HEADER = ("| date | preset | encoder | epochs | pretrain (min) | img/s | linear_eval (min) | val_top1_h | top1_h (test) "
+                  "| kNN (test) | random init (test) | machine |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def confirm(preset: Path, prepared: Path) -> str:
+    """Pretrain and linear_eval as ``preset`` says (no checkpoints kept), each timed; one table row."""
+    from simclr.core.config import load_params
+    from simclr.linear_eval import LinearEvalPaths, linear_eval
+    from simclr.pretrain import PretrainPaths, pretrain
+
+    params = load_params(preset).replace(**{"pretrain.checkpoint_dir": ""})
+    with tempfile.TemporaryDirectory(prefix="simclr-confirm-") as tmp:
+        tmp = Path(tmp)
+        start = time.perf_counter()
+        pre = pretrain(params, PretrainPaths(prepared=prepared, encoder=tmp / "encoder.pt", metrics=tmp / "pre.json",
+                                             history=tmp / "history.csv"))
+        pretrain_min = (time.perf_counter() - start) / 60
+        print((tmp / "history.csv").read_text(), flush=True)
+        start = time.perf_counter()
+        le = linear_eval(params, LinearEvalPaths(prepared=prepared, encoder=tmp / "encoder.pt", metrics=tmp / "le.json",
+                                                 confusion=tmp / "confusion.csv", correct=tmp / "correct.json"))
+        le_min = (time.perf_counter() - start) / 60
+    m = params.model
+    return (f"| {today()} | `{preset.name}` | {m.encoder} w{m.width}, {params.pretrain.mixed_precision} | "
+            f"{params.pretrain.epochs} | {pretrain_min:.1f} | {pre['images_per_second']:.0f} | {le_min:.1f} | "
+            f"{le['val_top1_h']:.1f} | {le['top1_h']:.1f} | {le['knn_top1']:.1f} | {le['random_init_top1']:.1f} | "
+            f"{machine()} |")
 
 
 def in_own_process(args, name: str, epochs: int) -> dict:
@@ -97,12 +130,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="pretraining wall time per variant")
     ap.add_argument("--write", action="store_true", help="append the rows to BENCHMARKS.md")
     ap.add_argument("--only", nargs="*", help="run only these variants (their names, as in VARIANTS)")
+    ap.add_argument("--confirm", type=Path, help="run this preset as it is and time it (no ranking)")
     ap.add_argument("--variant", help=argparse.SUPPRESS)  # one measurement, in a process of its own
     ap.add_argument("--epochs", type=int, default=0, help=argparse.SUPPRESS)  # 0: images per second
     args = ap.parse_args()
     from simclr.core.data import load_prepared
 
     train_images = len(load_prepared(args.prepared).train.y)
+    if args.confirm:
+        emit(CONFIRM_SECTION, CONFIRM_HEADER, [confirm(args.confirm, args.prepared)], args.write)
+        return
     if args.variant:  # one measurement in this process (Accelerate fixes the precision once per process)
         changes = dict(VARIANTS)[args.variant]
         result = (run_variant(changes, args.prepared, args.epochs) if args.epochs
