@@ -3,7 +3,8 @@
     python bench/cpu_recipe.py --prepared /path/prepared [--minutes 10] [--only NAME ...] [--write]
     python bench/cpu_recipe.py --prepared /path/prepared --confirm presets/cifar10-cpu.yaml [--write]
 
-Each variant is a set of knob changes to presets/cifar10-cpu.yaml. Its epochs are set so that its
+Each variant is a set of knob changes to presets/cifar10-cpu.yaml as it was when the ranking ran
+(small_cnn w16 in fp32: ``BEFORE`` pins those keys, since the preset is now the winner). Its epochs are set so that its
 pretraining fills ``--minutes`` on this machine: first every variant's images per second is
 measured, one after another, by a one-epoch run on 19,200 images (the learning-rate schedule needs
 the epoch count up front; keep the machine otherwise idle for this part, a few minutes). After that
@@ -33,9 +34,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import ROOT, emit, machine, today  # noqa: E402
 
+# the preset's model and precision when the ranking ran: every variant changes these
+BEFORE = {"model.encoder": "small_cnn", "model.width": 16, "pretrain.mixed_precision": "no"}
 BF16 = {"pretrain.mixed_precision": "bf16"}
 VARIANTS = [
-    ("preset: small_cnn w16, fp32", {}),
+    ("preset before: small_cnn w16 (128-d), fp32", {}),
     ("small_cnn w16, bf16", {**BF16}),
     ("small_cnn w32, bf16", {**BF16, "model.width": 32}),
     ("small_resnet w32, bf16", {**BF16, "model.encoder": "small_resnet", "model.width": 32}),
@@ -45,9 +48,9 @@ VARIANTS = [
     ("small_resnet w32, bf16, batch 256", {**BF16, "model.encoder": "small_resnet", "model.width": 32,
                                            "batch_size": 256}),
 ]
-SECTION = "The CPU hour: ranking recipes on full CIFAR-10 at equal pretraining time"
-HEADER = ("| date | variant | img/s (idle machine) | epochs | pretraining min at that rate | val_top1_h | 2 SE (val) "
-          "| kNN (test) | top1_h (test) | machine |\n|---|---|---|---|---|---|---|---|---|---|")
+SECTION = "The CPU hour: ranking recipes on full CIFAR-10 at equal pretraining time (`bench/cpu_recipe.py`)"
+HEADER = ("| variant | img/s (idle) | epochs in the minutes given | val_top1_h | 2 SE (val) | kNN (test) | top1_h (test) |"
+          "\n|---|---|---|---|---|---|---|")  # the section's text names the date, machine and minutes
 RANKING_SEARCH = {"linear_eval.search.epochs": [50], "linear_eval.search.lr": [0.001, 0.01],
                   "linear_eval.search.weight_decay": [0.0]}
 
@@ -56,7 +59,7 @@ def base_params(prepared: Path):
     from simclr.core.config import load_params
 
     return load_params(ROOT / "presets/cifar10-cpu.yaml").replace(
-        **{"pretrain.checkpoint_dir": "", "pretrain.knn_every": 0, "pretrain.log_every_steps": 100})
+        **BEFORE, **{"pretrain.checkpoint_dir": "", "pretrain.knn_every": 0, "pretrain.log_every_steps": 100})
 
 
 def images_per_second(changes: dict, prepared: Path) -> float:
@@ -155,10 +158,10 @@ def main() -> None:
         r = in_own_process(args, name, epochs)
         p = r["val_top1_h"] / 100
         two_se = 200 * np.sqrt(p * (1 - p) / r["val_images"])
-        minutes = epochs * train_images / rates[name] / 60
-        rows.append(f"| {today()} | {name} | {rates[name]:.0f} | {epochs} | {minutes:.1f} | {r['val_top1_h']:.1f} | "
-                    f"{two_se:.1f} | {r['knn_top1']:.1f} | {r['top1_h']:.1f} | {where} |")
+        rows.append(f"| {name} | {rates[name]:,.0f} | {epochs} | {r['val_top1_h']:.1f} | {two_se:.1f} | "
+                    f"{r['knn_top1']:.1f} | {r['top1_h']:.1f} |")
         print(rows[-1], flush=True)
+    print(f"{today()}, {where}, {args.minutes:g} minutes a variant", flush=True)
     emit(SECTION, HEADER, rows, args.write)
 
 

@@ -76,3 +76,20 @@ def test_every_key_of_params_yaml_is_documented_where_it_is_declared():
 
     documented = {key for key, _, _ in reference_rows()}
     assert set(dotted(yaml.safe_load((ROOT / "params.yaml").read_text()))) - documented == set()
+
+
+def test_params_reference_writes_the_table_between_the_markers_and_refuses_a_page_without_them(tmp_path):
+    from support import BIN, run
+
+    from simclr.core.config import REFERENCE_END, REFERENCE_START, params_reference
+
+    page = tmp_path / "params.md"
+    page.write_text(f"# Params\n\nabove\n\n{REFERENCE_START}\nstale\n{REFERENCE_END}\n\nbelow\n")
+    run([str(BIN / "simclr"), "params-reference", "--write", "--page", str(page)], tmp_path)
+    assert page.read_text() == f"# Params\n\nabove\n\n{params_reference()}\n\nbelow\n"
+    page.write_text("# Params\n")
+    bad = run([str(BIN / "simclr"), "params-reference", "--write", "--page", str(page)], tmp_path, check=False)
+    assert bad.returncode == 2 and "has no generated params table" in bad.stderr and page.read_text() == "# Params\n"
+    gone = run([str(BIN / "simclr"), "params-reference", "--write", "--page", str(tmp_path / "no.md")], tmp_path,
+               check=False)
+    assert gone.returncode == 2 and "no.md does not exist" in gone.stderr

@@ -24,7 +24,7 @@ SIMCLR = str(BIN / "simclr")
 
 # The docs snippets, run as they are: each reads models/encoder.safetensors and the
 # prepared test images data/prepared/test_x.npy (uint8 NHWC RGB) of the folder it runs in.
-def readme_snippet(name: str) -> str:
+def doc_snippet(name: str) -> str:
     """The ```python block after `<!-- snippet: NAME -->` in docs/encoder.md, as users copy it."""
     text = (ROOT / "docs/encoder.md").read_text()
     match = re.search(rf"<!-- snippet: {name} -->\n```python\n(.*?)```", text, re.S)
@@ -32,8 +32,8 @@ def readme_snippet(name: str) -> str:
     return match.group(1)
 
 
-SNIPPETS = {"small_cnn": readme_snippet("export-small-cnn"), "small_resnet": readme_snippet("export-small-resnet"),
-            "resnet18": readme_snippet("export-resnet")}
+SNIPPETS = {"small_cnn": doc_snippet("export-small-cnn"), "small_resnet": doc_snippet("export-small-resnet"),
+            "resnet18": doc_snippet("export-resnet")}
 
 # The child: nothing of this project (nor of its heavy dependencies) can be imported, first thing.
 # A None in sys.modules is how Python spells "not installed": `import x` raises ModuleNotFoundError
@@ -58,7 +58,7 @@ import torch
 for case, snippet in json.loads(sys.argv[1]):
     os.chdir(case)
     scope = {"__name__": "__readme__"}
-    exec(compile(snippet, "README snippet", "exec"), scope)
+    exec(compile(snippet, "docs/encoder.md snippet", "exec"), scope)
     torch.save(scope["h"], "h.pt")
 assert all(sys.modules[name] is None for name in BLOCKED)
 assert not [m for m in sys.modules if m.partition(".")[0] in BLOCKED and m not in BLOCKED]
@@ -90,7 +90,7 @@ def _random_model(encoder: str, width: int, cifar_stem: bool, image_size: int) -
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Each case exported by `simclr export` (in parallel) and then loaded by the README snippet in a
+    """Each case exported by `simclr export` (in parallel) and then loaded by the docs/encoder.md snippet in a
     child without this package; returns {name: (encoder.pt, folder)}."""
     root = tmp_path_factory.mktemp("export")
     cases, procs = {}, []
@@ -118,7 +118,7 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_readme_snippet_reproduces_the_pipeline_features(exported, name):
+def test_doc_snippet_reproduces_the_pipeline_features(exported, name):
     enc, folder = exported[name]
     encoder, width, cifar_stem, size = CASES[name]
     out = folder / "models" / "encoder.safetensors"

@@ -113,3 +113,24 @@ def test_the_pairing_sentence_counts_what_each_reading_decides():
     text = R.read_pairing(paired, unpaired)
     assert text.startswith("Paired over the test images, 1 of 1 findings are decided")
     assert "independent, 0." in text and "cannot tell → reproduced" in text
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "does not exist"),
+    ("{not json", "is not a per-image record (JSONDecodeError"),
+    ('{"top1_h": 50.0}', "is not a per-image record (KeyError"),
+    ('{"correct": {"top1_h": "8:!!"}}', "is not a per-image record (ValueError"),
+    ('{"correct": {"top1_h": "' + pack(np.ones(7, bool)) + '"}}', "is not a record of the 8 test images"),
+])
+def test_a_missing_damaged_or_foreign_record_is_one_error_naming_it(tmp_path, content, says):
+    from simclr.core.correctness import read_record
+    from simclr.core.errors import SimCLRError
+
+    path = tmp_path / "record.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SimCLRError) as err:
+        read_record(path, 8, "`dvc repro -f linear_eval`")
+    assert str(err.value).startswith(f"{path} {says}") or str(err.value).startswith(f"{path} does not")
+    assert says in str(err.value)
+    assert content is None or str(err.value).endswith("rerun `dvc repro -f linear_eval`")

@@ -144,7 +144,9 @@ def params_reference(
     if not write:
         print(table())
         return
-    text = page.read_text() if page.is_file() else ""
+    if not page.is_file():
+        raise SimCLRError(f"{page} does not exist; run from the project root or pass --page")
+    text = page.read_text()
     if REFERENCE_START not in text or REFERENCE_END not in text:
         raise SimCLRError(f"{page} has no generated params table (its two marker lines); add them where it goes")
     head, rest = text.split(REFERENCE_START, 1)

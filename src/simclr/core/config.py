@@ -7,7 +7,8 @@ A wrong key or value raises :class:`ParamsError` with one line, derived from the
     params.yaml: KEY = VALUE is not allowed; expected WHAT THE FIELD ALLOWS
 
 ``augment`` (a preset name or a mapping of ops) is resolved into its ops with every option filled
-in (:mod:`simclr.core.augment_config` declares the ops), so what trains, what is fingerprinted and what the report shows is the resolved policy.
+in (:mod:`simclr.core.augment_config` declares the ops), so what trains, what is fingerprinted and
+what the report shows is the resolved policy.
 This module does not import torch: the ``check_params`` stage that guards ``dvc repro`` starts fast.
 """
 
@@ -137,15 +138,15 @@ class PretrainParams(Section):
     mixed_precision: Annotated[Literal["no", "bf16", "fp16"], BeforeValidator(lambda v: "no" if v is False else v)]
     """autocast for the encoder; the loss is always fp32"""
     channels_last: Bool
-    """NHWC memory format for the encoder (1.25x faster on the 2-core CPU)"""
+    """NHWC memory format for the encoder (faster on the AVX2 CPU of BENCHMARKS.md, no gain on the AVX-512 one)"""
     compile: Bool
     """`torch.compile` (inductor) through Accelerate's dynamo backend"""
     knn_every: Annotated[Int, at.Ge(0)]
     """kNN monitor every n epochs (and the last); 0 = never"""
     log_every_steps: Annotated[Int, at.Ge(1)]  # the host reads the loss and the finite-check every n steps
     """the host reads the loss and the finite-check back from the device every n steps and at each epoch's end, and
-    nowhere else; a non-finite step is never applied and stops the run at the next read (see [A loop that does
-    not wait](scaling.md#many-gpus))
+    nowhere else; a non-finite step is never applied and stops the run at the next read (see
+    [Many GPUs](scaling.md#many-gpus), "A loop that does not wait on the host")
     """
     knn_k: Annotated[Int, at.Ge(1)]
     """neighbours of the weighted kNN monitor"""
@@ -316,7 +317,7 @@ class Params(Section):
     head: Head
     """projection head g: identity, one linear layer, or (Linear-BN-ReLU) x (layers-1) + Linear"""
     augment: Augment
-    """the augmentation policy, below"""
+    """the augmentation policy ([The augmentation policy](#the-augmentation-policy))"""
     seed: Seed
     """model init, data order, augmentation draws, probes, the validation split, finetune's labelled subsets (not
     the ablation points: `ablation.seeds`)
@@ -426,7 +427,7 @@ REFERENCE_END = "<!-- end of the generated params reference -->"
 def reference_rows(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, what it allows, its description) for every documented field, in declaration order;
     a mapping's own row (when it has a docstring) comes before its keys'."""
-    from simclr.core.validation import unwrap, expected
+    from simclr.core.validation import Described, expected, unwrap
 
     rows = []
     for name, field in (model or Params).model_fields.items():
@@ -434,12 +435,12 @@ def reference_rows(model: type[BaseModel] = None, prefix: str = "") -> list[tupl
         if field.description:
             allowed = expected(field.annotation, list(field.metadata))
             base, _ = unwrap(field.annotation)
-            if typing.get_origin(base) is tuple:  # a grid or a list: what each of its values may be
+            described = any(isinstance(m, Described) for m in [*unwrap(field.annotation)[1], *field.metadata])
+            if typing.get_origin(base) is tuple and not described:  # a grid or a list: what each value may be
                 allowed += ", each " + expected(typing.get_args(base)[0])
             rows.append((key, allowed, " ".join(field.description.split())))
-        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
-        if sub is not None:
-            rows += reference_rows(sub, key + ".")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            rows += reference_rows(field.annotation, key + ".")
     return rows
 
 
