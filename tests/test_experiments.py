@@ -73,8 +73,8 @@ def test_code_or_preset_edits_retrain_from_epoch_1_and_so_does_repro_force(repo)
     repo, env = repo
     assert changed_stages(repo, env) == set()
 
-    # an augment preset lives in params.py: editing it changes what pretrain trains
-    params_py = repo / "src/simclr/core/config.py"
+    # an augment preset lives in core/augment_config.py: editing it changes what pretrain trains
+    params_py = repo / "src/simclr/core/augment_config.py"
     original = params_py.read_text()
     params_py.write_text(original.replace('"color": {"strength": 0.5},', '"color": {"strength": 0.4},', 1))
     assert params_py.read_text() != original
