@@ -24,7 +24,7 @@ import torch
 
 from simclr.core.atomic import write_json_atomic, write_text_atomic
 from simclr.core.config import Params, SectionReads
-from simclr.core.correctness import pack
+from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
 from simclr.core.model import SimCLRModel, load_encoder
@@ -128,7 +128,7 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
         "test_images": int(len(data.test.y)),
     }
     write_text_atomic(paths.confusion, confusion_csv(data.test.y, pred_h, data.class_names))
-    correct = {key: pack(pred == torch.as_tensor(data.test.y)) for key, pred in
+    correct = {key: top1_and_correct(pred, data.test.y)[1] for key, pred in
                (("top1_h", pred_h), ("top1_z", pred_z), ("random_init_top1", pred_random))}
     write_json_atomic(paths.correct, {"correct": correct})
     write_json_atomic(paths.metrics, metrics)

@@ -8,8 +8,9 @@ order, as text a JSON file holds: ``"<count>:<base64 of the bits, packed 8 to a 
 (10,000 images take 1,673 characters). The report reads it back (:func:`unpack`) and
 :func:`simclr.report.statistics.paired_gap` uses it.
 
-A file's correctness lives under the key ``correct``, one entry per metric it scores:
-``{"top1_h": 61.2, ..., "correct": {"top1_h": "10000:...", ...}}``.
+Each stage writes its records to a file of its own beside its metrics file (so that `dvc exp
+show` and `dvc metrics show` keep to numbers), one entry per metric of that file:
+``{"correct": {"top1_h": "10000:...", "top1_z": "10000:...", ...}}``; :func:`read_record` reads it.
 """
 
 from __future__ import annotations
