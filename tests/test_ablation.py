@@ -12,7 +12,7 @@ from simclr.ablation import point_params
 from simclr.core.augment_config import augment_pair_ops
 from simclr.core.config import ParamsError, validate
 from simclr.core.correctness import unpack
-from simclr.core.grids import BUDGET_KINDS, GRIDS, Point, grid_points, parse_point, point_file
+from simclr.core.grids import GRIDS, Point, grid_points, parse_point, point_file
 from simclr.report import readings as R
 from simclr.report import statistics as S
 from simclr.report import tables as T
@@ -63,8 +63,9 @@ def test_the_head_and_temperature_grids_run_at_every_budget_and_every_point_at_e
     p = validate(with_ablation(epochs=[2, 6], seeds=[0, 5], temperatures=[0.5], heads=["mlp"], batch_sizes=[32],
                                augment_pairs=["crop"]))
     got = {(q.kind, q.epochs, q.seed) for q in grid_points(p)}
-    assert BUDGET_KINDS == ("temperature", "head")
-    assert got == {(k, e, s) for k in BUDGET_KINDS for e in (2, 6) for s in (0, 5)} | {
+    every_budget = [grid.kind for grid in GRIDS if grid.every_budget]
+    assert every_budget == ["temperature", "head"]  # as params declares them (core/ablation_config.py)
+    assert got == {(k, e, s) for k in every_budget for e in (2, 6) for s in (0, 5)} | {
         (k, 2, s) for k in ("batch_size", "augment") for s in (0, 5)}
     assert len(grid_points(p)) == len(got)
 
@@ -99,13 +100,13 @@ def test_dvc_yaml_declares_the_point_file_the_code_writes():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     plots = {name: spec for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"] if isinstance(entry, dict)
              for name, spec in entry.items()}
-    for grid, kind in GRIDS.items():
+    assert {name for name in stages if name.startswith("ablate_")} == {f"ablate_{g.kind}" for g in GRIDS}
+    for grid, kind, every_budget in ((g.key, g.kind, g.every_budget) for g in GRIDS):  # from params' declaration
         assert plots[f"ablation_{kind}"]["y"] == {f"${{paths.report}}/grids/{kind}.csv": "point"}  # the report writes it
         stage = stages[f"ablate_{kind}"]
         item, epochs, seed = stage["matrix"]  # DVC names the stage ablate_<kind>@<value>-<epochs>-<seed> (Point.stage)
         assert (epochs, seed) == ("epochs", "seed")
         assert stage["matrix"][item] == f"${{ablation.{grid}}}"
-        every_budget = kind in BUDGET_KINDS
         assert stage["matrix"]["epochs"] == ("${ablation.epochs}" if every_budget else ["${ablation.epochs[0]}"])
         assert stage["matrix"]["seed"] == "${ablation.seeds}"
         out = point_file(Path("${paths.ablation}"), Point(kind, f"${{item.{item}}}", "${item.epochs}",

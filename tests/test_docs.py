@@ -1,4 +1,4 @@
-"""The README and docs/: links that resolve, and the pipeline picture kept true to dvc.yaml."""
+"""The README and docs/: links that resolve, code blocks run or marked, the pipeline picture kept true to dvc.yaml."""
 
 import re
 from pathlib import Path
@@ -27,6 +27,32 @@ def test_every_relative_link_reaches_a_file_and_its_heading():
             if not dest.exists() or (anchor and anchor not in anchors(dest)):
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+COMMANDS = ("bash", "python")  # a code block in one of these is run by a test or says why not
+NOT_COMMANDS = ("text", "yaml", "mermaid")  # layouts, params, pictures
+
+
+def test_every_command_block_is_run_by_a_test_or_says_why_not():
+    """A ```bash or ```python block has, in the HTML comments right above it, `<!-- run by tests/X.py ... -->`
+    (and tests/X.py reads that page) or `<!-- not run...: why -->`; every block names its language."""
+    unmarked = []
+    for page in PAGES:
+        text = page.read_text()
+        for block in re.finditer(r"^```(\w*)\n.*?^```", text, re.S | re.M):
+            where = f"{page.relative_to(ROOT)}:{text[:block.start()].count(chr(10)) + 1}"
+            lang = block.group(1)
+            assert lang in COMMANDS + NOT_COMMANDS, f"{where}: a code block in {lang or 'no language'}"
+            comments = re.findall(r"(?:^<!-- .* -->\n)+\Z", text[:block.start()], re.M)
+            marks = re.findall(r"<!-- (run by (tests/[\w/]+\.py).*|not run[^:]*: .+) -->", comments[0] if comments else "")
+            if lang not in COMMANDS:
+                continue
+            if not marks:
+                unmarked.append(where)
+            for _, test in marks:
+                if test:  # the test named must read this page
+                    assert str(page.relative_to(ROOT)) in (ROOT / test).read_text(), f"{where}: {test} does not read it"
+    assert not unmarked, "blocks neither run by a test nor marked not run: " + ", ".join(unmarked)
 
 
 def test_the_readme_is_short_and_names_no_issue():
@@ -64,7 +90,7 @@ def test_the_readme_pipeline_picture_is_dvc_yaml_dag():
 
 def test_the_params_reference_is_what_the_declaration_generates():
     """docs/params.md's table is `simclr params-reference`'s output: regenerate it with `--write`."""
-    from simclr.core.config import REFERENCE_END, REFERENCE_START, params_reference
+    from simclr.core.params_reference import REFERENCE_END, REFERENCE_START, params_reference
 
     page = (ROOT / "docs/params.md").read_text()
     committed = REFERENCE_START + page.split(REFERENCE_START, 1)[1].split(REFERENCE_END, 1)[0] + REFERENCE_END
@@ -72,7 +98,8 @@ def test_the_params_reference_is_what_the_declaration_generates():
 
 
 def test_every_key_of_params_yaml_is_documented_where_it_is_declared():
-    from simclr.core.config import dotted, reference_rows
+    from simclr.core.config import dotted
+    from simclr.core.params_reference import reference_rows
 
     documented = {key for key, _, _ in reference_rows()}
     assert set(dotted(yaml.safe_load((ROOT / "params.yaml").read_text()))) - documented == set()
@@ -81,7 +108,7 @@ def test_every_key_of_params_yaml_is_documented_where_it_is_declared():
 def test_params_reference_writes_the_table_between_the_markers_and_refuses_a_page_without_them(tmp_path):
     from support import BIN, run
 
-    from simclr.core.config import REFERENCE_END, REFERENCE_START, params_reference
+    from simclr.core.params_reference import REFERENCE_END, REFERENCE_START, params_reference
 
     page = tmp_path / "params.md"
     page.write_text(f"# Params\n\nabove\n\n{REFERENCE_START}\nstale\n{REFERENCE_END}\n\nbelow\n")

@@ -28,13 +28,13 @@ def assert_dvc_views(repo, env):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo, env).stdout)["data"]
     figures = sorted(f"reports/figures/{p.name}" for p in (repo / "reports/figures").iterdir())
     expected = {"metrics/pretrain_history.csv", "metrics/confusion.csv", "pretrain_lr", "pretrain_knn_top1",
-                *(f"ablation_{kind}" for kind in GRIDS.values()), *figures}
+                *(f"ablation_{grid.kind}" for grid in GRIDS), *figures}
     assert set(plots) == expected  # no stray default plot of a stage's CSV, nothing missing
     assert all(p["type"] == "image" for f in figures for p in plots[f])
     (loss,) = plots["metrics/pretrain_history.csv"]  # the stage's own plot is the loss curve, not a default one
     spec = json.dumps(loss["content"])
     assert '"x": {"field": "epoch"' in spec and '"y": {"field": "loss"' in spec
-    for kind in GRIDS.values():  # each grid's bars: one datapoint per row of the grid's CSV
+    for kind in (grid.kind for grid in GRIDS):  # each grid's bars: one datapoint per row of the grid's CSV
         (vega,) = plots[f"ablation_{kind}"]
         rows = (repo / f"reports/grids/{kind}.csv").read_text().splitlines()[1:]
         assert len(vega["content"]["data"]["values"]) == len(rows) > 0, kind

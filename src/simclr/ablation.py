@@ -41,7 +41,7 @@ from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
-from simclr.core.grids import Point
+from simclr.core.grids import GRIDS, Point
 from simclr.core.model import load_encoder
 from simclr.core.runtime import default_device
 from simclr.pretrain import PretrainPaths, pretrain
@@ -50,8 +50,7 @@ from simclr.pretrain import PretrainPaths, pretrain
 def point_params(params: Params, point: Point) -> Params:
     """The full configuration of a point: ablation.base with the point's knob, its budget and seed."""
     ab, base = params.ablation, params.ablation.base
-    knobs = {"temperature": base.temperature, "batch_size": base.batch_size, "head": base.head,
-             "augment": base.augment}
+    knobs = {grid.kind: getattr(base, grid.kind) for grid in GRIDS}  # each grid's knob at the base
     knobs[point.kind] = augment_pair_ops(point.value) if point.kind == "augment" else point.value
     return params.replace(**knobs, **{
         "seed": point.seed, "pretrain.epochs": point.epochs, "pretrain.warmup_epochs": ab.warmup_epochs,

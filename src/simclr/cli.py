@@ -138,8 +138,8 @@ def params_reference(
     page: Path = typer.Option(Path("docs/params.md"), help="the page that holds the table"),
 ):
     """The params reference (every key, what it allows, what it means), generated from its declaration."""
-    from simclr.core.config import REFERENCE_END, REFERENCE_START
-    from simclr.core.config import params_reference as table
+    from simclr.core.params_reference import REFERENCE_END, REFERENCE_START
+    from simclr.core.params_reference import params_reference as table
 
     if not write:
         print(table())

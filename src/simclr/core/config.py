@@ -14,7 +14,6 @@ This module does not import torch: the ``check_params`` stage that guards ``dvc 
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,10 +29,12 @@ from pydantic import (
     model_validator,
 )
 
-from simclr.core.augment_config import Augment, AugmentOp, AugmentPair
+from simclr.core.ablation_config import AblationParams, BatchSize, Head, Temperature
+from simclr.core.augment_config import Augment, AugmentOp
 from simclr.core.validation import (
     Axis,
     Bool,
+    Epochs,
     Float,
     Fraction,
     Grid,
@@ -42,17 +43,11 @@ from simclr.core.validation import (
     Positive,
     Prob,
     Section,
+    Seed,
     Text,
     error_line,
     problem,
 )
-
-# The knobs the ablation grids vary: one declaration each, for the top level, ablation.base,
-# the grids and a point named on the command line.
-Temperature = Positive
-BatchSize = Annotated[Int, at.Ge(2)]
-Head = Literal["none", "linear", "mlp"]
-
 
 # --------------------------------------------------------------------------------------------
 # the sections of params.yaml
@@ -180,8 +175,6 @@ PRETRAIN_RUNTIME_KEYS = ("knn_every", "knn_k", "knn_temperature", "log_every_ste
                          "checkpoint_dir", "log_with")
 
 
-Epochs = Annotated[Int, at.Ge(1)]
-Seed = Annotated[Int, at.Ge(0), at.Le(2**31 - 1)]
 WeightDecay = Annotated[Float, at.Ge(0.0)]
 
 
@@ -248,63 +241,6 @@ class ReportParams(Section):
     """add a section tabulating `dvc exp show` (what `simclr experiments` prints); off by default because it reads
     git/DVC state that is not a stage dependency
     """
-
-
-class AblationBase(Section):
-    """The configuration every ablation grid varies one knob of."""
-
-    temperature: Temperature
-    """the grids' base τ"""
-    batch_size: BatchSize
-    """the grids' base global batch"""
-    head: Head
-    """the grids' base projection head"""
-    augment: Augment
-    """the grids' base augmentation policy (a preset or a mapping of ops, as `augment`)"""
-
-
-class AblationParams(Section):
-    # The budget axis: the head and temperature grids run at every budget, the batch-size and
-    # augmentation grids at the first one. Every point runs once per seed (paired across points).
-    epochs: Axis(Epochs)
-    """the pretraining budgets: the head and temperature grids run at every one (when a finding appears), the
-    batch-size and augmentation grids at the first
-    """
-    seeds: Axis(Seed)
-    """every point runs once per seed; the report shows the mean and a 95% interval, and compares points by their
-    per-seed differences
-    """
-    warmup_epochs: Annotated[Int, at.Ge(0)]
-    """warmup of every grid point"""
-    train_images: Annotated[Int, at.Ge(0)]
-    """train each point on a fixed seeded subset of this many of the images `data.pretrain_on` names (0: all); the
-    probes always use the whole labelled train split
-    """
-    linear_eval_epochs: Annotated[Int, at.Ge(1)]
-    """probe epochs per point (other probe settings from `linear_eval`)"""
-    base: AblationBase
-    """the configuration every grid varies one knob of (kept apart from the top-level knobs so a `-S temperature=…`
-    experiment does not rerun the grids)
-    """
-    temperatures: Grid(Temperature)
-    """τ grid"""
-    heads: Grid(Head)
-    """head grid"""
-    batch_sizes: Grid(BatchSize)
-    """global batch grid (fixed epochs; lr scaled by `pretrain.lr_scaling`)"""
-    augment_pairs: Grid(AugmentPair)
-    """augmentation grid (Figure 5), applied to one branch"""
-
-    @model_validator(mode="after")
-    def _budget_fits(self):
-        if self.warmup_epochs > min(self.epochs):
-            raise problem("warmup_epochs", self.warmup_epochs, f"<= the shortest ablation.epochs ({min(self.epochs)})")
-        sizes = [("base.batch_size", self.base.batch_size)]
-        sizes += [(f"batch_sizes[{i}]", bs) for i, bs in enumerate(self.batch_sizes)]
-        for key, bs in sizes:
-            if self.train_images and bs > self.train_images:
-                raise problem(key, bs, f"at most ablation.train_images ({self.train_images})")
-        return self
 
 
 class Params(Section):
@@ -415,40 +351,6 @@ def training_param_keys() -> list[str]:
     """The params.yaml keys that determine the pretrained weights: the pretrain stage's params."""
     top = ["seed", "temperature", "batch_size", "head", "augment", "model", "data.image_size", "data.pretrain_on"]
     return top + [f"pretrain.{k}" for k in PretrainParams.model_fields if k not in PRETRAIN_RUNTIME_KEYS]
-
-
-# --------------------------------------------------------------------------------------------
-# the reference: every key with what it allows and its docstring (docs/params.md holds it)
-# --------------------------------------------------------------------------------------------
-REFERENCE_START = "<!-- params reference: generated from src/simclr/core/config.py by `simclr params-reference --write` -->"
-REFERENCE_END = "<!-- end of the generated params reference -->"
-
-
-def reference_rows(model: type[BaseModel] = None, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, what it allows, its description) for every documented field, in declaration order;
-    a mapping's own row (when it has a docstring) comes before its keys'."""
-    from simclr.core.validation import Described, expected, unwrap
-
-    rows = []
-    for name, field in (model or Params).model_fields.items():
-        key = prefix + name
-        if field.description:
-            allowed = expected(field.annotation, list(field.metadata))
-            base, _ = unwrap(field.annotation)
-            described = any(isinstance(m, Described) for m in [*unwrap(field.annotation)[1], *field.metadata])
-            if typing.get_origin(base) is tuple and not described:  # a grid or a list: what each value may be
-                allowed += ", each " + expected(typing.get_args(base)[0])
-            rows.append((key, allowed, " ".join(field.description.split())))
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            rows += reference_rows(field.annotation, key + ".")
-    return rows
-
-
-def params_reference() -> str:
-    """The params table of docs/params.md, between its markers."""
-    lines = [REFERENCE_START, "", "| key | allowed | meaning |", "|---|---|---|"]
-    lines += [f"| `{key}` | {allowed.replace('|', '/')} | {text} |" for key, allowed, text in reference_rows()]
-    return "\n".join([*lines, "", REFERENCE_END])
 
 
 # --------------------------------------------------------------------------------------------

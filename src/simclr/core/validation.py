@@ -72,6 +72,8 @@ Text = Annotated[str, Strict(), at.MinLen(1)]
 Prob = Annotated[Float, at.Ge(0.0), at.Le(1.0)]
 Positive = Annotated[Float, at.Gt(0.0)]
 Fraction = Annotated[Float, at.Gt(0.0), at.Le(1.0)]
+Epochs = Annotated[Int, at.Ge(1)]
+Seed = Annotated[Int, at.Ge(0), at.Le(2**31 - 1)]
 
 class Section(BaseModel):
     # a field's docstring (the string right below it) is its description: the params reference's text

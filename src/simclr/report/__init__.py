@@ -21,52 +21,22 @@ from simclr.core.config import Params, dotted
 from simclr.core.correctness import read_record
 from simclr.core.data import images_per_split
 from simclr.core.errors import SimCLRError
-from simclr.core.grids import GRIDS, budgets, read_points
-from simclr.report.figures import (
-    plot_augment,
-    plot_budgets,
-    plot_confusion,
-    plot_curves,
-    plot_finetune,
-    plot_heads,
-    plot_metrics,
-    plot_one_knob,
-    plot_view_pairs,
-)
+from simclr.core.grids import GRIDS, read_points
+from simclr.report.ablations import ablation_sections, ablation_tables, grid_findings
+from simclr.report.figures import plot_confusion, plot_curves, plot_finetune, plot_metrics, plot_view_pairs
 from simclr.report.readings import (
     Finding,
-    augment_finding,
-    batch_size_finding,
     finetune_finding,
     h_vs_gh_finding,
-    head_gap_finding,
-    head_order_finding,
-    read_augment,
-    read_batch_size,
-    read_budgets,
     read_confusion,
     read_curves,
     read_finetune,
     read_gain,
     read_head,
-    read_heads,
     read_pairing,
-    read_temperature,
-    temperature_finding,
 )
 from simclr.report.statistics import independent_test_errors
-from simclr.report.tables import (
-    FINETUNE_COLUMNS,
-    at_budget,
-    augment_cell,
-    augment_matrix,
-    augment_shown,
-    budget_gaps,
-    finetune_table,
-    grid_table,
-    shown_table,
-    with_base,
-)
+from simclr.report.tables import FINETUNE_COLUMNS, finetune_table
 from simclr.report.render import FIGURES, ReportSection, markdown_to_html, render_markdown
 
 TITLE = "SimCLR run report"
@@ -87,16 +57,16 @@ class ReportPaths:
 
 
 def build_report(params: Params, paths: ReportPaths) -> Path:
-    pre = _read_json(paths.pretrain_metrics)
-    le = _read_json(paths.linear_eval)
+    pre = _read_json(paths.pretrain_metrics, "`dvc repro -f pretrain`")
+    le = _read_json(paths.linear_eval, "`dvc repro -f linear_eval`")
     history = _read_csv(paths.history)
     conf = read_confusion_csv(paths.confusion)
-    manifest = _read_json(paths.prepared / "manifest.json")
+    manifest = _read_json(paths.prepared / "manifest.json", "`dvc repro -f prepare`")
     images = images_per_split(manifest)
     n = images["test"]  # every top-1 is scored on the whole test split: the noise of each reading
     points = read_points(params, paths.ablation, paths.ablation_correct, n)  # before any file is written
     le["correct"] = read_record(paths.linear_eval_correct, n, "`dvc repro -f linear_eval`")
-    fractions = [{**_read_json(fraction_file(paths.finetune, f)),
+    fractions = [{**_read_json(fraction_file(paths.finetune, f), f"`dvc repro -f finetune@{f}`"),
                   "correct": read_record(fraction_file(paths.finetune, f, "-correct"), n, f"`dvc repro -f finetune@{f}`")}
                  for f in params.finetune.label_fractions]
 
@@ -179,8 +149,6 @@ HEADLINE_NOTE = (
     "*cannot tell* means it covers 0, or the grid is too small to show the finding. The main run's probe settings were "
     "chosen on a validation split held out of the train split (the ablation points use fixed ones); every top-1 here "
     "is on the test split.")
-GRID_COLUMNS = {kind: ["top1_h", "top1_z", "knn_top1", *(["loss"] if kind == "temperature" else [])]
-                for kind in ("temperature", "head", "batch_size")}  # what a one-knob grid's table carries
 GRIDS_FOLDER = "grids"  # beside report.md: one CSV per ablation grid, the DVC plots ablation_<grid> (dvc.yaml)
 
 
@@ -206,7 +174,7 @@ def metric_rows(params: Params, le: dict) -> list[tuple[str, str, str]]:
 def write_grids(grids: dict[str, pd.DataFrame], folder: Path) -> None:
     """Each ablation grid as the data of a DVC bar plot: point (text) and linear top-1 (%)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for kind in GRIDS.values():
+    for kind in (grid.kind for grid in GRIDS):
         df = grids.get(kind, pd.DataFrame(columns=["point", "top1"]))
         write_text_atomic(folder / f"{kind}.csv", df.to_csv(index=False))
 
@@ -221,32 +189,6 @@ def run_findings(params: Params, le: dict, tables: dict[str, pd.DataFrame], fine
     return findings
 
 
-def ablation_tables(params: Params, results: dict[str, list[dict]]) -> dict[str, pd.DataFrame]:
-    """Each grid that ran as the readings take it: a table of values x budgets (the augment grid: its matrix)."""
-    tables = {}
-    for kind in ("temperature", "head", "augment", "batch_size"):
-        if results[kind]:
-            tables[kind] = (augment_matrix(results[kind]) if kind == "augment" else
-                            grid_table(with_base(params, kind, results[kind], results), kind, GRID_COLUMNS[kind]))
-    return tables
-
-
-def grid_findings(params: Params, tables: dict[str, pd.DataFrame], n: int) -> list[Finding]:
-    """The grids' findings, one per budget each grid ran at."""
-    seeds, found = len(params.ablation.seeds), []
-    for kind, table in tables.items():
-        for e in budgets(params, kind):
-            if kind == "augment":
-                candidates = [augment_finding(table, n)]
-            elif kind == "head":
-                candidates = [head_order_finding(at_budget(table, e), n), head_gap_finding(at_budget(table, e), n)]
-            else:
-                candidates = [{"temperature": temperature_finding, "batch_size": batch_size_finding}[kind](
-                    at_budget(table, e), n)]
-            found += [_at(f, e, seeds) for f in candidates if f]
-    return found
-
-
 def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[ReportSection]:
     plot_finetune(df, figures / "finetune.png")
     return [ReportSection("Few labels: fine-tuned vs from scratch vs linear", [
@@ -255,97 +197,6 @@ def finetune_sections(df: pd.DataFrame, figures: Path, n: int) -> list[ReportSec
         "network trained from scratch with the same recipe and steps, and the linear probe on the frozen h, each "
         "scored on the whole test split.", read_finetune(df, n)], table=df[FINETUNE_COLUMNS],
         figures=[("finetune.png", "Test top-1 vs the fraction of labelled train images")])]
-
-
-def ablations_intro(params: Params) -> str:
-    """What every grid point is and how the readings compare two of them."""
-    ab, base = params.ablation, params.ablation.base
-    return (
-        f"Each grid point pretrains on {ab.train_images or 'all'} training images from the base configuration "
-        f"(temperature {base.temperature}, batch {base.batch_size}, head `{base.head}`, augment "
-        f"{describe_ops(base.augment)}) with one knob changed, then probes the frozen encoder (fixed probe settings: "
-        "trained on the whole train split, scored on the test split; `params.yaml: ablation`, one DVC stage per point). "
-        f"The head and temperature grids run at every budget of `ablation.epochs` ({_epochs(ab.epochs)}), the "
-        f"batch-size and augmentation grids at {_epochs(ab.epochs[:1])}. Every point runs once per seed "
-        f"({', '.join(map(str, ab.seeds))}): a top-1 is the mean over seeds ± the half-width of its 95% interval "
-        "(Student t over seeds, combined with the binomial error of the test split), and each reading compares two "
-        "points by their per-seed differences (the same seed draws the same subset, init and order), with the test "
-        "error of the difference paired over the images both were scored on."
-        + (" With one seed the interval is the test error alone; training noise is not in it." if len(ab.seeds) == 1
-           else ""))
-
-
-def ablation_sections(params: Params, tables: dict[str, pd.DataFrame], figures: Path, n: int,
-                      grids: dict[str, pd.DataFrame]) -> list[ReportSection]:
-    """The ablation sections; adds each grid's plot data to ``grids``."""
-    ab = params.ablation
-    seeds = len(ab.seeds)
-    sections = [ReportSection("Ablations", [ablations_intro(params)])]
-    one_knob = {  # kind -> (title, reading, caption)
-        "temperature": ("temperature", read_temperature, "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)"),
-        "batch_size": ("batch size", lambda df, n: read_batch_size(df, n, ab.epochs[0]),
-                       "Linear top-1 on h vs global batch size at fixed epochs (95% intervals)"),
-    }
-    for kind, table in tables.items():
-        name = f"ablation_{kind}.png"
-        epochs = budgets(params, kind)
-        if kind == "augment":
-            grids[kind] = pd.DataFrame([(str(v), table.loc[augment_cell(v)]) for v in ab.augment_pairs],
-                                       columns=["point", "top1"])
-            plot_augment(table, figures / name)
-            sections.append(ReportSection("Ablation: augmentation pairs", [
-                "Ops on one branch only, the other view is the image (the paper's asymmetric setting); each cell is the "
-                f"mean over {seeds} seed{'s' if seeds > 1 else ''} ± its 95% interval. " + read_augment(table, n)],
-                table=augment_shown(table, n),
-                figures=[(name, "Linear top-1 on h: single ops on the diagonal, op1 then op2 off it")]))
-            continue
-        df, columns = table, GRID_COLUMNS[kind]
-        grids[kind] = pd.DataFrame(_grid_points(df, kind, len(epochs) > 1), columns=["point", "top1"])
-        readings = []
-        for e in epochs:
-            at = at_budget(df, e)
-            prefix = f"After {e} epochs: " if len(epochs) > 1 else ""
-            readings.append(prefix + (read_heads(at, n) if kind == "head" else one_knob[kind][1](at, n)))
-        shown = shown_table(df, kind, columns, n)
-        if kind == "head":
-            plot_heads(df, n, figures / name)
-            sections.append(ReportSection("Ablation: projection head", readings, table=shown,
-                                    figures=[(name, "Linear top-1 on h and on z = g(h) for each head and budget "
-                                                    "(95% intervals)")]))
-        else:
-            title, _, caption = one_knob[kind]
-            plot_one_knob(df, kind, n, figures / name, log_x=True)
-            sections.append(ReportSection(f"Ablation: {title}", readings, table=shown, figures=[(name, caption)]))
-    if len(ab.epochs) > 1 and ("temperature" in tables or "head" in tables):
-        heads = tables.get("head")
-        plot_budgets(tables.get("temperature"), None if heads is None else budget_gaps(heads, n), n,
-                     figures / "ablation_budgets.png")
-        sections.append(ReportSection("When the findings appear: training length", [
-            "The head and temperature grids at each pretraining budget: does a finding that a short budget cannot "
-            "show appear with more training? " + read_budgets(tables.get("temperature"), heads, n)],
-            figures=[("ablation_budgets.png", "Left: linear top-1 on h per temperature vs budget. Right: h − g(h) "
-                                              "per head vs budget (above 0: h is better). 95% intervals")]))
-    return sections
-
-
-def _epochs(epochs: tuple[int, ...]) -> str:
-    return ", ".join(map(str, epochs)) + (" epoch" if epochs == (1,) else " epochs")
-
-
-def _at(finding: Finding, epochs: int, seeds: int) -> Finding:
-    return replace(finding, run=f"ablation, {epochs} epochs, {seeds} seed{'s' if seeds > 1 else ''}")
-
-
-def _grid_points(df: pd.DataFrame, kind: str, per_budget: bool) -> list[tuple[str, float]]:
-    """The grid's bars for `dvc plots`: mean top-1 per point (h and g(h) for the heads), budget in the name."""
-    rows = []
-    for _, r in df.iterrows():
-        at = f" @{r['epochs']}ep" if per_budget else ""
-        if kind == "head":
-            rows += [(f"{r['head']} h{at}", r["top1_h"]), (f"{r['head']} g(h){at}", r["top1_z"])]
-        else:
-            rows.append((f"{r[kind]}{at}", r["top1_h"]))
-    return [(p, round(float(v), 2)) for p, v in rows]
 
 
 def fraction_file(root: Path, fraction: float, suffix: str = "") -> Path:
@@ -357,13 +208,14 @@ def fraction_file(root: Path, fraction: float, suffix: str = "") -> Path:
     return path
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, rerun: str) -> dict:
+    """A stage's JSON output; worded as :func:`simclr.core.correctness.read_record` words a record."""
     if not path.is_file():
         raise SimCLRError(f"{path} does not exist; run the stages before the report (dvc repro)")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun the stage that writes it") from None
+        raise SimCLRError(f"{path} is not valid JSON ({exc}); rerun {rerun}") from None
 
 
 def read_confusion_csv(path: Path) -> pd.DataFrame:
