@@ -148,6 +148,20 @@ def test_doc_snippet_reproduces_the_pipeline_features(exported, name):
     assert running_var and not all(torch.equal(v, torch.ones_like(v)) for v in running_var)  # stats were trained
 
 
+def test_the_load_snippet_gives_h_and_z_of_the_saved_model(tmp_path, monkeypatch):
+    """docs/encoder.md's first snippet (with this package), run as written in a folder with models/encoder.pt."""
+    model = _random_model("small_cnn", 8, True, 32)
+    (tmp_path / "models").mkdir()
+    save_encoder(model, tmp_path / "models" / "encoder.pt")
+    monkeypatch.chdir(tmp_path)
+    images = torch.rand(4, 3, 32, 32)
+    scope = {"images": images}
+    exec(compile(doc_snippet("load-encoder"), "docs/encoder.md snippet", "exec"), scope)
+    with torch.no_grad():
+        h, z = model(images)
+    assert torch.equal(scope["h"], h) and torch.equal(scope["z"], z) and torch.equal(scope["features"], h)
+
+
 def test_missing_encoder_is_one_error_line_and_leaves_the_output(tmp_path):
     out = tmp_path / "encoder.safetensors"
     out.write_bytes(b"previous")
