@@ -262,7 +262,7 @@ def short_run(raw: dict, prepared: Path, folder: Path, images_per_second: float,
     """Part 3: full CIFAR-10 for as many epochs as fit in `seconds`, then kNN and a linear probe."""
     from simclr.core.data import load_prepared
     from simclr.core.evaluate import extract_features, knn_top1, linear_probe
-    from simclr.core.model import load_encoder
+    from simclr.core.model import load_model
     from simclr.core.runtime import default_device
 
     train_images = len(load_prepared(prepared).train.x) if not smoke else 512
@@ -273,7 +273,7 @@ def short_run(raw: dict, prepared: Path, folder: Path, images_per_second: float,
     result = run_stage(full, prepared, folder, "short_run")
     device = default_device()
     data = load_prepared(prepared)
-    model = load_encoder(result["encoder"], map_location=device).to(device)
+    model = load_model(result["encoder"], map_location=device).to(device)
     h_train, _ = extract_features(model, data.train.x, device)
     h_test, _ = extract_features(model, data.test.x, device)
     probe = raw["linear_eval"]

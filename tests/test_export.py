@@ -17,7 +17,7 @@ from safetensors import safe_open
 from support import BIN, ROOT, run
 
 from simclr.core.evaluate import extract_features
-from simclr.core.model import ModelConfig, SimCLRModel, load_encoder, save_encoder
+from simclr.core.model import ModelConfig, SimCLRModel, load_model, save_model
 
 SIMCLR = str(BIN / "simclr")
 
@@ -99,7 +99,7 @@ def exported(tmp_path_factory):
         (folder / "models").mkdir(parents=True)
         (folder / "data" / "prepared").mkdir(parents=True)
         enc = folder / "encoder.pt"
-        save_encoder(_random_model(encoder, width, cifar_stem, size), enc)
+        save_model(_random_model(encoder, width, cifar_stem, size), enc)
         images = np.random.default_rng(1).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
         np.save(folder / "data" / "prepared" / "test_x.npy", images)
         out = folder / "models" / "encoder.safetensors"
@@ -122,7 +122,7 @@ def test_doc_snippet_reproduces_the_pipeline_features(exported, name):
     enc, folder = exported[name]
     encoder, width, cifar_stem, size = CASES[name]
     out = folder / "models" / "encoder.safetensors"
-    model = load_encoder(enc).eval()
+    model = load_model(enc).eval()
     images = np.load(folder / "data" / "prepared" / "test_x.npy")
     h_pipeline, _ = extract_features(model, images, torch.device("cpu"))  # how the stages feed f
     with torch.no_grad():
@@ -152,7 +152,7 @@ def test_the_load_snippet_gives_h_and_z_of_the_saved_model(tmp_path, monkeypatch
     """docs/encoder.md's first snippet (with this package), run as written in a folder with models/encoder.pt."""
     model = _random_model("small_cnn", 8, True, 32)
     (tmp_path / "models").mkdir()
-    save_encoder(model, tmp_path / "models" / "encoder.pt")
+    save_model(model, tmp_path / "models" / "encoder.pt")
     monkeypatch.chdir(tmp_path)
     images = torch.rand(4, 3, 32, 32)
     scope = {"images": images}

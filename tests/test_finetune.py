@@ -9,7 +9,7 @@ import yaml
 from support import ROOT, make_npz, run, stage_command
 
 from simclr.core.correctness import unpack
-from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
+from simclr.core.model import ModelConfig, SimCLRModel, save_model
 from simclr.finetune import labelled_subset
 from simclr.report.readings import read_finetune
 from simclr.report.tables import finetune_table
@@ -34,7 +34,7 @@ def setup(tmp_path, **finetune):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     run(stage_command("prepare", scripts=ROOT, prepared=tmp_path / "prepared"), cwd=tmp_path)
     cfg = ModelConfig("small_cnn", 4, True, "mlp", 16, 8, 2, 32)
-    save_encoder(SimCLRModel(cfg), tmp_path / "encoder.pt")
+    save_model(SimCLRModel(cfg), tmp_path / "encoder.pt")
 
 
 def finetune(tmp_path, fraction, check=True):

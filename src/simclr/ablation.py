@@ -42,7 +42,7 @@ from simclr.core.data import load_prepared, pretrain_images
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, knn_top1, linear_probe
 from simclr.core.grids import GRIDS, Point
-from simclr.core.model import load_encoder
+from simclr.core.model import load_model
 from simclr.core.runtime import default_device
 from simclr.pretrain import PretrainPaths, pretrain
 
@@ -99,7 +99,7 @@ def run_point(params: Params, point: Point, prepared: Path, out: Path, correct: 
         tmp = Path(tmp)
         pre = pretrain(p, PretrainPaths(prepared=prepared, encoder=tmp / "encoder.pt", metrics=tmp / "pretrain.json",
                                         history=tmp / "history.csv"))
-        model = load_encoder(tmp / "encoder.pt")
+        model = load_model(tmp / "encoder.pt")
     device = default_device()
     model = model.to(device)
     h_train, z_train = extract_features(model, data.train.x, device)

@@ -55,9 +55,9 @@ def export_encoder(encoder_path: str | Path, out_path: str | Path) -> dict[str, 
     from safetensors.torch import save_file
 
     from simclr.core.data import sha256_file
-    from simclr.core.model import load_encoder
+    from simclr.core.model import load_model
 
-    model = load_encoder(encoder_path)  # CheckpointError (one line) when missing or unusable
+    model = load_model(encoder_path)  # CheckpointError (one line) when missing or unusable
     cfg = model.config
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}
     metadata = {

@@ -37,7 +37,7 @@ from simclr.core.data import ImageRows, class_balanced_rows, load_prepared
 from simclr.core.errors import SimCLRError
 from simclr.core.evaluate import extract_features, linear_probe
 from simclr.core.lars import param_groups
-from simclr.core.model import SimCLRModel, load_encoder
+from simclr.core.model import SimCLRModel, load_model
 from simclr.core.runtime import single_process_device
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.validation import Fraction, check_value
@@ -135,7 +135,7 @@ def run_finetune(params: Params, fraction: float, prepared: Path, encoder: Path,
     device = single_process_device()
     start = time.perf_counter()
     data = load_prepared(prepared)
-    pretrained = load_encoder(encoder)
+    pretrained = load_model(encoder)
     rows = labelled_subset(data.train.y, fraction, data.num_classes, seed)
     x, y = ImageRows([data.train.x], rows), data.train.y[rows]  # memory-mapped: read per batch
     log(f"finetune: label fraction {fraction}: {len(rows)} labelled images of {len(data.train.y)} "

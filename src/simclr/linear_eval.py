@@ -27,7 +27,7 @@ from simclr.core.config import Params, SectionReads
 from simclr.core.correctness import top1_and_correct
 from simclr.core.data import load_prepared, validation_split
 from simclr.core.evaluate import LinearProbe, extract_features, knn_top1, train_linear_probe
-from simclr.core.model import SimCLRModel, load_encoder
+from simclr.core.model import SimCLRModel, load_model
 from simclr.core.runtime import single_process_device
 
 
@@ -78,7 +78,7 @@ def linear_eval(params: Params, paths: LinearEvalPaths, log=print) -> dict:
     le = READS.view(params)
     device = single_process_device()
     data = load_prepared(paths.prepared)
-    model = load_encoder(paths.encoder).to(device)
+    model = load_model(paths.encoder).to(device)
 
     fit, val = validation_split(data.train.y, le.val_fraction, data.num_classes, params.seed)
     y_fit, y_val = data.train.y[fit], data.train.y[val]

@@ -53,7 +53,7 @@ from simclr.core.evaluate import extract_features, knn_top1
 from simclr.core.finite_step import FiniteGuard, step_if
 from simclr.core.lars import LARS, param_groups
 from simclr.core.loss import global_nt_xent_loss
-from simclr.core.model import ModelConfig, SimCLRModel, save_encoder
+from simclr.core.model import ModelConfig, SimCLRModel, save_model
 from simclr.core.runtime import configure_cpu, default_device
 from simclr.core.schedule import lr_at, scaled_lr
 from simclr.core.sources import project_imports, source_digest
@@ -317,7 +317,7 @@ def write_outputs(loop: RunState) -> dict:
     accelerator, run, state, paths = loop.accelerator, loop.run, loop.state, loop.paths
     metrics = run_metrics(state, loop.params.batch_size, loop.pretrain_count)
     if accelerator.is_main_process:
-        save_encoder(loop.net, paths.encoder)
+        save_model(loop.net, paths.encoder)
         # end_of_epoch wrote these already, unless a resumed run's checkpoint held every epoch
         write_text_atomic(paths.history, history_csv(state.history))
         write_json_atomic(paths.metrics, metrics)

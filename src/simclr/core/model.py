@@ -59,7 +59,9 @@ class SimCLRModel(nn.Module):
         return h, self.head(h)
 
 
-def save_encoder(model: SimCLRModel, path: str | Path) -> None:
+def save_model(model: SimCLRModel, path: str | Path) -> None:
+    """Write the whole pretrained model, encoder f and projection head g with its config (what
+    :func:`load_model` reads; ``simclr export`` writes f alone as safetensors)."""
     torch_save_atomic(
         {
             "format": FORMAT,
@@ -71,10 +73,10 @@ def save_encoder(model: SimCLRModel, path: str | Path) -> None:
     )
 
 
-def load_encoder(path: str | Path, map_location: str | torch.device = "cpu") -> SimCLRModel:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> SimCLRModel:
     """Load a pretrained SimCLR model for downstream use (safe: ``weights_only=True``).
 
-    >>> model = load_encoder("models/encoder.pt").eval()
+    >>> model = load_model("models/encoder.pt").eval()
     >>> h, z = model(images)          # images: float (B, 3, H, W) in [0, 1]
     >>> features = model.encoder(images)   # h only, for a downstream task
     """
