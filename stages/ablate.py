@@ -10,11 +10,11 @@ import typer
 from simclr.ablation import run_point
 from simclr.core.config import load_params
 from simclr.core.entry import PARAMS, PREPARED, run_stage
-from simclr.core.grids import parse_point
+from simclr.core.grids import GRID, parse_point
 
 
 def main(
-    kind: str = typer.Argument(..., help="grid: temperature | head | batch_size | augment"),
+    kind: str = typer.Argument(..., help="grid: " + " | ".join(GRID)),
     value: str = typer.Argument(..., help="the point's value, e.g. 0.5, mlp, 256, crop+color"),
     epochs: int = typer.Option(..., help="pretraining epochs (one of ablation.epochs)"),
     seed: int = typer.Option(..., help="the point's seed (one of ablation.seeds)"),

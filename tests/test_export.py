@@ -1,6 +1,6 @@
 """``simclr export``: encoder f as safetensors that torch + torchvision load without this package.
 
-The docs snippets below (docs/encoder.md) are run verbatim in a child process where ``simclr`` (and the pipeline's
+The export snippets below (docs/encoder.md) are run verbatim in a child process where ``simclr`` (and the pipeline's
 other dependencies) cannot be imported; their features must equal the pipeline's own."""
 
 import hashlib

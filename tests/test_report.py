@@ -224,3 +224,21 @@ def test_the_confusion_figure_draws_the_counts_of_the_csv(tmp_path, names):
             expected = 100 * sum(r["predicted"] == p for r in mine) / len(mine)
             assert abs(drawn.loc[a, p] - expected) < 1e-9, (a, p)
     assert (tmp_path / "confusion.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("path, stage", [("metrics/linear_eval.json", "linear_eval"),
+                                         ("metrics/ablation/temperature/0.5/3ep-seed0.json", "ablate_temperature@0.5-3-0")])
+def test_an_input_that_is_not_json_names_the_stage_to_rerun(report_dir, path, stage):
+    root = report_dir.parent
+    damaged = root / path
+    keep = damaged.read_bytes()
+    damaged.write_text("{not json")
+    try:
+        before = (report_dir / "index.html").read_bytes()
+        bad = run(stage_command("report", scripts=ROOT), root, check=False)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert bad.stderr.startswith(f"error: {path} is not valid JSON (")
+        assert bad.stderr.strip().endswith(f"; rerun `dvc repro -f {stage}`")
+        assert (report_dir / "index.html").read_bytes() == before
+    finally:
+        damaged.write_bytes(keep)

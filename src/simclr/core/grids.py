@@ -21,7 +21,7 @@ from simclr.core.validation import Epochs, Seed, check_value, unwrap
 
 
 @dataclass(frozen=True)
-class Grid:
+class GridSpec:
     """One ablation grid as declared: ``ablation.<key>`` lists its values, of type ``item``; each point
     changes ``ablation.base.<kind>`` (stage ``ablate_<kind>``, folder ``<kind>/``)."""
 
@@ -31,14 +31,14 @@ class Grid:
     every_budget: bool
 
 
-def declared_grids() -> tuple[Grid, ...]:
+def declared_grids() -> tuple[GridSpec, ...]:
     """Every field of AblationParams declared with a :class:`GridRule`, in declaration order."""
     grids = []
     for key, field in AblationParams.model_fields.items():
         rule = next((m for m in [*unwrap(field.annotation)[1], *field.metadata] if isinstance(m, GridRule)), None)
         if rule:
             item = typing.get_args(unwrap(field.annotation)[0])[0]
-            grids.append(Grid(key, rule.knob, item, rule.every_budget))
+            grids.append(GridSpec(key, rule.knob, item, rule.every_budget))
     return tuple(grids)
 
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from simclr.core.config import Params
 from simclr.core.validation import Described, expected, unwrap
 
-REFERENCE_START = "<!-- params reference: generated from src/simclr/core/config.py by `simclr params-reference --write` -->"
+REFERENCE_START = ("<!-- params reference: generated from src/simclr/core/config.py and the sections it imports by "
+                   "`simclr params-reference --write` -->")
 REFERENCE_END = "<!-- end of the generated params reference -->"
 
 

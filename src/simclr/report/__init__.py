@@ -3,8 +3,9 @@ self-contained ``index.html``.
 
 Imports run one way: :mod:`statistics` (intervals and paired gaps) feeds :mod:`tables` (the stage
 outputs as frames), both feed :mod:`readings` (the sentences and the paper's findings) and
-:mod:`figures` (seaborn), and all of them feed the sections assembled here; :mod:`render` writes the Markdown
-once and converts it to HTML; :mod:`experiments` tabulates ``dvc exp show`` for the optional section.
+:mod:`figures` (seaborn), :mod:`ablations` turns each grid into its section, and all of them feed
+the sections assembled here; :mod:`render` writes the Markdown once and converts it to HTML;
+:mod:`experiments` tabulates ``dvc exp show`` for the optional section.
 """
 
 from __future__ import annotations

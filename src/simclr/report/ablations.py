@@ -56,6 +56,8 @@ class GridReport:
     findings: Callable[[pd.DataFrame, int], list[Finding | None]]  # (the table at one budget, test images)
     reading: Callable[[pd.DataFrame, int, int], str]  # (the table at one budget, test images, its epochs)
     columns: tuple[str, ...] = ("top1_h", "top1_z", "knn_top1")
+    x_label: str = ""  # the figure's x axis
+    log_base: int = 10  # the x axis is log scale in this base (0: linear)
 
     def table(self, params: Params, kind: str, results: dict[str, list[dict]]) -> pd.DataFrame:
         return grid_table(with_base(params, kind, results[kind], results), kind, list(self.columns))
@@ -64,7 +66,7 @@ class GridReport:
         return at_budget(table, epochs)
 
     def plot(self, table: pd.DataFrame, kind: str, n: int, path: Path) -> None:
-        plot_one_knob(table, kind, n, path, log_x=True)
+        plot_one_knob(table, kind, n, path, self.x_label, self.log_base)
 
     def bars(self, params: Params, table: pd.DataFrame, kind: str) -> Bars:
         """Mean top-1 on h per point, the budget in the name when the grid runs at several."""
@@ -125,7 +127,7 @@ GRID_REPORTS: dict[str, GridReport] = {  # by the grid's kind, in the order the 
     "temperature": GridReport(
         "temperature", "Linear top-1 on h vs NT-Xent temperature, per budget (95% intervals)",
         findings=lambda at, n: [temperature_finding(at, n)], reading=lambda at, n, epochs: read_temperature(at, n),
-        columns=("top1_h", "top1_z", "knn_top1", "loss")),
+        columns=("top1_h", "top1_z", "knn_top1", "loss"), x_label="temperature τ"),
     "head": HeadReport(
         "projection head", "Linear top-1 on h and on z = g(h) for each head and budget (95% intervals)",
         findings=lambda at, n: [head_order_finding(at, n), head_gap_finding(at, n)],
@@ -135,7 +137,8 @@ GRID_REPORTS: dict[str, GridReport] = {  # by the grid's kind, in the order the 
         findings=lambda table, n: [augment_finding(table, n)], reading=lambda table, n, epochs: read_augment(table, n)),
     "batch_size": GridReport(
         "batch size", "Linear top-1 on h vs global batch size at fixed epochs (95% intervals)",
-        findings=lambda at, n: [batch_size_finding(at, n)], reading=read_batch_size),
+        findings=lambda at, n: [batch_size_finding(at, n)], reading=read_batch_size, x_label="global batch size",
+        log_base=2),
 }
 if set(GRID_REPORTS) != {grid.kind for grid in GRIDS}:
     raise RuntimeError(f"the report shows the grids {sorted(GRID_REPORTS)} but params declares "

@@ -113,7 +113,7 @@ def _with_intervals(df: pd.DataFrame, columns: list[str], n: int) -> pd.DataFram
     return out
 
 
-def plot_one_knob(df: pd.DataFrame, kind: str, n: int, path: Path, log_x: bool) -> None:
+def plot_one_knob(df: pd.DataFrame, kind: str, n: int, path: Path, x_label: str, log_base: int) -> None:
     """Linear top-1 on h against the knob, one line per budget, each point with its 95% interval."""
     plt, sns = _plt()
     data = _with_intervals(df, ["top1_h"], n)
@@ -124,13 +124,13 @@ def plot_one_knob(df: pd.DataFrame, kind: str, n: int, path: Path, log_x: bool) 
         d = data[data["epochs"] == e].sort_values(kind)
         ax.errorbar(d[kind].astype(float), d["top1_h"], yerr=d["top1_h_half"], marker="o", capsize=3, color=color,
                     label=f"{e} epochs")
-    if log_x:
-        ax.set_xscale("log", base=2 if kind == "batch_size" else 10)
+    if log_base:
+        ax.set_xscale("log", base=log_base)
         values = sorted(set(data[kind].astype(float)))
         ax.set_xticks(values)
         ax.set_xticklabels([f"{v:g}" for v in values])
         ax.minorticks_off()
-    ax.set_xlabel({"temperature": "temperature τ", "batch_size": "global batch size"}[kind])
+    ax.set_xlabel(x_label)
     ax.set_ylabel("linear top-1 on h (%)")
     ax.legend(title="budget", fontsize=9)
     fig.tight_layout()

@@ -13,7 +13,7 @@ import pandas as pd
 from simclr.core.augment_config import FIGURE5_OPS
 from simclr.core.config import Params
 from simclr.core.errors import SimCLRError
-from simclr.core.grids import budgets
+from simclr.core.grids import GRIDS, budgets
 from simclr.report.statistics import Estimate, PerSeed, estimate, paired_gap
 
 HEAD_ORDER = ("none", "linear", "mlp")
@@ -70,7 +70,7 @@ def with_base(params: Params, kind: str, rows: list[dict], results: dict[str, li
     """Add the base configuration's points (every seed), measured in another grid, to a one-knob grid:
     at each budget ``kind`` runs, from the first other grid that ran the base at that budget."""
     base = params.ablation.base
-    base_values = {"temperature": base.temperature, "head": base.head, "batch_size": base.batch_size}
+    base_values = {grid.kind: getattr(base, grid.kind) for grid in GRIDS}  # (no augment pair equals a policy)
     added = []
     for epochs in budgets(params, kind):
         if any(r["value"] == base_values[kind] and r["epochs"] == epochs for r in rows):
